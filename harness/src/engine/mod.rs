@@ -1,0 +1,4 @@
+//! The real systems that deploybench drives: the Docker engine (through bollard)
+//! and, for later models, a local registry and QEMU.
+
+pub mod docker;
