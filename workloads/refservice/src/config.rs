@@ -6,6 +6,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: refservice [serve] [--port PORT] [--bind ADDRESS] [--ready-delay-ms MS]
        refservice healthcheck [--port PORT]
+       refservice selfcheck
        refservice --version | --help
 
   --port PORT          TCP port to listen on (environment PORT; default 8080)
@@ -17,6 +18,8 @@ usage: refservice [serve] [--port PORT] [--bind ADDRESS] [--ready-delay-ms MS]
 pub enum Command {
     Serve,
     Healthcheck,
+    /// Print uid, capabilities and writable paths as seen from inside the sandbox.
+    Selfcheck,
     Help,
     Version,
 }
@@ -60,6 +63,7 @@ impl Config {
             match arg.as_str() {
                 "serve" if first => config.command = Command::Serve,
                 "healthcheck" if first => config.command = Command::Healthcheck,
+                "selfcheck" if first => config.command = Command::Selfcheck,
                 "-h" | "--help" => config.command = Command::Help,
                 "-V" | "--version" => config.command = Command::Version,
                 "--port" => config.port = parse_port(&value_of("--port")?, "--port")?,

@@ -3,11 +3,13 @@
 //! Routes: `GET /health` (200 once ready, 503 before), `GET /` (a small JSON document),
 //! `GET /work?n=N` (N rounds of SHA-256, returns the checksum). `refservice healthcheck`
 //! probes a running instance and exits 0 or 1, so an image without a shell can still
-//! carry a HEALTHCHECK. SIGTERM and SIGINT stop the listener and give open connections
-//! at most one second to finish.
+//! carry a HEALTHCHECK, and `refservice selfcheck` prints what the process may do
+//! inside its sandbox (uid, capabilities, writable paths). SIGTERM and SIGINT stop
+//! the listener and give open connections at most one second to finish.
 
 mod config;
 mod routes;
+mod selfcheck;
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -46,6 +48,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Healthcheck => healthcheck(config.port),
+        Command::Selfcheck => {
+            println!("{}", selfcheck::report());
+            ExitCode::SUCCESS
+        }
         Command::Serve => serve(config),
     }
 }
