@@ -12,4 +12,5 @@ pub mod measure;
 pub mod models;
 pub mod report;
 pub mod results;
+pub mod runner;
 pub mod scenario;

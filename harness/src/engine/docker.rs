@@ -6,6 +6,36 @@ use bollard::Docker;
 pub const MANAGED_LABEL: &str = "io.deploybench.managed";
 /// Label naming the run that created a container, so a crashed run's leftovers are found.
 pub const RUN_LABEL: &str = "io.deploybench.run";
+/// Label naming the harness process that owns a container, as `PID:START_TICKS`, so a
+/// run removes only the leftovers of processes that are gone, never those of a
+/// concurrent run.
+pub const OWNER_LABEL: &str = "io.deploybench.owner";
+
+/// The owner label value of this process: its pid and its start time in clock ticks
+/// since boot, which together identify it even after the pid is reused.
+pub fn owner_label_value() -> String {
+    let pid = std::process::id();
+    format!("{pid}:{}", process_start_ticks(pid).unwrap_or(0))
+}
+
+/// True if and only if the process named by an owner label value still runs.
+pub fn owner_is_alive(value: &str) -> bool {
+    let Some((pid, start)) = value.split_once(':') else {
+        return false;
+    };
+    match (pid.parse::<u32>(), start.parse::<u64>()) {
+        (Ok(pid), Ok(start)) => process_start_ticks(pid) == Some(start),
+        _ => false,
+    }
+}
+
+/// Field 22 of /proc/PID/stat: the process start time in clock ticks since boot.
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // After the name, field 3 (state) has index 0, so field 22 has index 19.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -25,4 +55,24 @@ pub async fn connect() -> Result<Docker, EngineError> {
     let docker = docker.negotiate_version().await.map_err(EngineError::Unreachable)?;
     docker.ping().await.map_err(EngineError::Unreachable)?;
     Ok(docker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_owner_label_is_alive() {
+        let value = owner_label_value();
+        assert!(!value.ends_with(":0"), "{value}");
+        assert!(owner_is_alive(&value));
+    }
+
+    #[test]
+    fn stale_owner_labels_are_dead() {
+        let pid = std::process::id();
+        assert!(!owner_is_alive(&format!("{pid}:1")), "same pid, other start time");
+        assert!(!owner_is_alive("4294967295:5"));
+        assert!(!owner_is_alive("garbage"));
+    }
 }

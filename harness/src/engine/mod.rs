@@ -2,3 +2,5 @@
 //! and, for later models, a local registry and QEMU.
 
 pub mod docker;
+pub mod images;
+pub mod qemu;

@@ -1,0 +1,223 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const MINIMAL: &str = "models = [\"process\", \"distroless\"]\n";
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(text, Path::new("scenarios/test.toml"))
+}
+
+fn rejection(text: &str) -> (usize, String) {
+    match parse(text) {
+        Err(ScenarioError::Invalid { line, message, path }) => {
+            assert_eq!(path, Path::new("scenarios/test.toml"));
+            (line, message)
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_gets_defaults() {
+    let scenario = parse(MINIMAL).unwrap();
+    assert_eq!(scenario.name, "test");
+    assert_eq!(scenario.models, vec![ModelKind::Process, ModelKind::Distroless]);
+    assert_eq!(scenario.boot.repetitions, 5);
+    assert_eq!(scenario.boot.poll_interval, Duration::from_millis(1));
+    assert_eq!(scenario.load.connections, 4);
+    assert_eq!(scenario.limits.memory_mib, 384);
+    assert_eq!(scenario.source_text, MINIMAL);
+}
+
+#[test]
+fn full_file_parses() {
+    let text = r#"
+name = "full"
+description = "every key"
+models = ["fat-image"]
+
+[boot]
+repetitions = 20
+timeout_s = 90
+poll_interval_ms = 0.5
+
+[memory]
+settle_s = 3
+
+[load]
+rate = 250.5
+duration_s = 60
+warmup_s = 5
+connections = 16
+path = "/work?n=10"
+request_timeout_s = 2
+
+[limits]
+cpus = 1.5
+memory_mib = 256
+"#;
+    let scenario = parse(text).unwrap();
+    assert_eq!(scenario.name, "full");
+    assert_eq!(scenario.boot.repetitions, 20);
+    assert_eq!(scenario.boot.poll_interval, Duration::from_micros(500));
+    assert_eq!(scenario.load.rate, 250.5);
+    assert_eq!(scenario.load.duration, Duration::from_secs(60));
+    assert_eq!(scenario.limits.cpus, 1.5);
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let (line, message) = rejection("models = [\"process\"]\n[load]\nrate = 5\nrat = 5\n");
+    assert_eq!(line, 4);
+    assert!(message.contains("rat"), "{message}");
+}
+
+#[test]
+fn unknown_top_level_key_rejected() {
+    let (line, message) = rejection("models = [\"process\"]\nrepetitions = 3\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("repetitions"), "{message}");
+}
+
+#[test]
+fn wrong_type_rejected() {
+    let (line, message) = rejection("models = [\"process\"]\n[boot]\nrepetitions = \"five\"\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn zero_and_negative_values_rejected() {
+    let cases = [
+        ("[load]\nrate = 0\n", "load.rate"),
+        ("[load]\nrate = -5\n", "load.rate"),
+        ("[load]\nduration_s = 0\n", "load.duration_s"),
+        ("[load]\nconnections = 0\n", "load.connections"),
+        ("[boot]\nrepetitions = 0\n", "boot.repetitions"),
+        ("[boot]\npoll_interval_ms = 5\n", "boot.poll_interval_ms"),
+        ("[limits]\nmemory_mib = 1\n", "limits.memory_mib"),
+        ("[limits]\ncpus = 0\n", "limits.cpus"),
+        ("[load]\nrate = nan\n", "load.rate"),
+    ];
+    for (section, key) in cases {
+        let text = format!("models = [\"process\"]\n{section}");
+        let (line, message) = rejection(&text);
+        assert_eq!(line, 3, "{key}: {message}");
+        assert!(message.contains(key), "{key}: {message}");
+    }
+}
+
+#[test]
+fn absurd_sizes_rejected() {
+    let (_, message) = rejection("models = [\"process\"]\n[boot]\nrepetitions = 1000000\n");
+    assert!(message.contains("out of range"), "{message}");
+    let (_, message) = rejection("models = [\"process\"]\n[limits]\nmemory_mib = 99999999999\n");
+    assert!(message.contains("limits.memory_mib"), "{message}");
+}
+
+#[test]
+fn unknown_model_rejected() {
+    let (line, message) = rejection("name = \"x\"\nmodels = [\"process\", \"kubernetes\"]\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("kubernetes"), "{message}");
+    assert!(message.contains("distroless"), "lists the known models: {message}");
+}
+
+#[test]
+fn duplicate_and_empty_models_rejected() {
+    let (_, message) = rejection("models = [\"process\", \"process\"]\n");
+    assert!(message.contains("twice"), "{message}");
+    let (_, message) = rejection("models = []\n");
+    assert!(message.contains("at least one"), "{message}");
+    let (_, message) = rejection("name = \"x\"\n");
+    assert!(message.contains("models"), "{message}");
+}
+
+#[test]
+fn bad_path_rejected() {
+    let (_, message) = rejection("models = [\"process\"]\n[load]\npath = \"work\"\n");
+    assert!(message.contains("load.path"), "{message}");
+}
+
+#[test]
+fn shipped_scenarios_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    for name in ["quick.toml", "standard.toml"] {
+        let scenario = Scenario::load(&root.join(name)).unwrap();
+        assert!(!scenario.models.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn vm_model_named_vm() {
+    assert_eq!(ModelKind::from_name("vm"), Some(ModelKind::Vm));
+    assert_eq!(ModelKind::Vm.name(), "vm");
+    let scenario = parse("models = [\"vm\"]\n").unwrap();
+    assert_eq!(scenario.models, vec![ModelKind::Vm]);
+}
+
+#[test]
+fn vm_section_defaults() {
+    let scenario = parse(MINIMAL).unwrap();
+    assert_eq!(scenario.vm.vcpus, 1);
+    assert_eq!(scenario.vm.memory_mib, 1024);
+    assert_eq!(scenario.vm.accelerator, VmAccelerator::Auto);
+    assert_eq!(scenario.vm.boots, 3);
+    assert_eq!(scenario.vm.timeout, Duration::from_secs(300));
+}
+
+#[test]
+fn vm_section_parses() {
+    let text = r#"
+models = ["vm"]
+
+[vm]
+vcpus = 2
+memory_mib = 512
+accelerator = "tcg"
+boots = 1
+timeout_s = 120.5
+"#;
+    let scenario = parse(text).unwrap();
+    assert_eq!(scenario.vm.vcpus, 2);
+    assert_eq!(scenario.vm.memory_mib, 512);
+    assert_eq!(scenario.vm.accelerator, VmAccelerator::Tcg);
+    assert_eq!(scenario.vm.boots, 1);
+    assert_eq!(scenario.vm.timeout, Duration::from_secs_f64(120.5));
+    let kvm = parse("models = [\"vm\"]\n[vm]\naccelerator = \"kvm\"\n").unwrap();
+    assert_eq!(kvm.vm.accelerator, VmAccelerator::Kvm);
+}
+
+#[test]
+fn vm_invalid_values_rejected() {
+    let cases = [
+        ("vcpus = 0\n", "vm.vcpus"),
+        ("vcpus = 1000\n", "vm.vcpus"),
+        ("memory_mib = 64\n", "vm.memory_mib"),
+        ("boots = 0\n", "vm.boots"),
+        ("timeout_s = 0\n", "vm.timeout_s"),
+        ("timeout_s = nan\n", "vm.timeout_s"),
+        ("accelerator = \"hvf\"\n", "vm.accelerator"),
+    ];
+    for (line_text, key) in cases {
+        let text = format!("models = [\"vm\"]\n[vm]\n{line_text}");
+        let (line, message) = rejection(&text);
+        assert_eq!(line, 3, "{key}: {message}");
+        assert!(message.contains(key), "{key}: {message}");
+    }
+}
+
+#[test]
+fn vm_accelerator_error_lists_choices() {
+    let (_, message) = rejection("models = [\"vm\"]\n[vm]\naccelerator = \"KVM\"\n");
+    assert!(message.contains("auto, kvm, tcg"), "{message}");
+}
+
+#[test]
+fn vm_unknown_key_rejected() {
+    let (line, message) = rejection("models = [\"vm\"]\n[vm]\nvcpus = 1\ncpus = 2\n");
+    assert_eq!(line, 4);
+    assert!(message.contains("cpus"), "{message}");
+}
