@@ -45,6 +45,8 @@ enum Command {
     },
     /// Remove the containers of deploybench runs whose process is gone.
     Clean,
+    /// Run the load generator alone against a loopback URL and print a wrk2-style summary.
+    Load(deploybench::load::cli::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +84,7 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             Err(error) => fail(2, &error.to_string()),
         },
+        Command::Load(args) => deploybench::load::cli::run(args).await,
         Command::Clean => match deploybench::engine::docker::connect().await {
             Ok(docker) => {
                 let removed = runner::remove_leftovers(&docker, &runner::progress::Progress::new(true)).await;

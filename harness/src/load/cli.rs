@@ -25,9 +25,9 @@ const DEFAULT_SEED: u64 = 1;
 Only loopback hosts are accepted (localhost, 127.0.0.0/8, [::1]), so the generator \
 never loads a foreign host.
 
-Exit codes: 0 valid run, 1 invalid run (the generator fell behind or ran out of CPU, \
-see the reasons printed), 2 usage error or no run (invalid option, target unreachable, \
-output not writable).")]
+Exit codes: 0 valid run, 1 invalid run (the rate was not met or the generator ran \
+out of CPU, see the reasons printed), 2 usage error or no run (invalid option, target \
+unreachable, output not writable).")]
 pub struct LoadArgs {
     /// URL to send GET requests to, such as http://127.0.0.1:8080/work?n=1000.
     pub url: String,
