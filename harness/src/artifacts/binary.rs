@@ -37,7 +37,7 @@ impl ServiceBinary {
     }
 }
 
-/// Builds refservice as a static executable with `cargo build --release --target
+/// Builds refservice as a static executable with `cargo build --profile service --target
 /// x86_64-unknown-linux-gnu` and `RUSTFLAGS=-C target-feature=+crt-static`, into
 /// `<workspace_root>/target/static` so that the flags do not invalidate the normal build.
 /// Cargo's freshness check makes a repeated call cheap. Blocks until cargo finishes.
@@ -48,7 +48,7 @@ pub fn build_service_binary(workspace_root: &Path) -> Result<ServiceBinary, Arti
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root)
-        .args(["build", "--release", "-p", "refservice", "--target", SERVICE_TARGET, "--target-dir"])
+        .args(["build", "--profile", "service", "-p", "refservice", "--target", SERVICE_TARGET, "--target-dir"])
         .arg(&target_dir)
         // With an explicit --target, RUSTFLAGS reach the target crates only, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -58,7 +58,7 @@ pub fn build_service_binary(workspace_root: &Path) -> Result<ServiceBinary, Arti
         &mut command,
         "install the Rust toolchain (https://rustup.rs) or set CARGO to the cargo binary",
     )?;
-    ServiceBinary::from_path(&target_dir.join(SERVICE_TARGET).join("release").join("refservice"))
+    ServiceBinary::from_path(&target_dir.join(SERVICE_TARGET).join("service").join("refservice"))
 }
 
 /// Checks that `bytes` is a 64-bit little-endian x86-64 ELF executable without a
