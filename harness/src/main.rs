@@ -34,11 +34,33 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Rewrite report.md and the plots of an existing run folder from its stored results.
+    /// Rewrite report.md and the plots of a run folder from its stored results, or plot
+    /// the trends of results/history.csv.
     Report {
         /// Run folder, for example results/runs/20260101T000000Z-quick.
-        run: PathBuf,
+        #[arg(required_unless_present = "history")]
+        run: Option<PathBuf>,
+        /// Plot each gated figure's trend over the runs in this history file.
+        #[arg(long, num_args = 0..=1, default_missing_value = "results/history.csv", conflicts_with = "run")]
+        history: Option<PathBuf>,
+        /// Folder for the trend plots.
+        #[arg(long, default_value = "results/history", requires = "history")]
+        output: PathBuf,
     },
+    /// Compare a run with a baseline; exit 1 when a figure regressed.
+    Compare {
+        /// Baseline file made by `deploybench baseline save`.
+        #[arg(long)]
+        baseline: PathBuf,
+        /// Run folder to check.
+        run: PathBuf,
+        /// Where to write the run's medians as bencher JSON (default: RUN/bencher.json).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Build baselines from run folders.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Check a scenario file without running it.
     Check {
         scenario: PathBuf,
@@ -47,6 +69,19 @@ enum Command {
     Clean,
     /// Run the load generator alone against a loopback URL and print a wrk2-style summary.
     Load(deploybench::load::cli::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Save a baseline holding the raw samples of one or more runs.
+    Save {
+        /// Run folders; three or more make the significance test meaningful.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Baseline file to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,13 +104,24 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Run { scenario, output, quiet } => run(scenario, output, quiet).await,
-        Command::Report { run } => match deploybench::report::write_report(&run) {
-            Ok(_) => {
-                println!("{}", run.join(deploybench::results::REPORT_FILE).display());
-                ExitCode::SUCCESS
+        Command::Report { run, history, output } => report(run, history, output),
+        Command::Compare { baseline, run, json } => {
+            match deploybench::compare::run_compare(&baseline, &run, json.as_deref()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(error) => fail(2, &error.to_string()),
             }
-            Err(error) => fail(2, &error.to_string()),
-        },
+        }
+        Command::Baseline(BaselineCommand::Save { runs, output }) => {
+            let saved = deploybench::compare::Baseline::from_runs(&runs).and_then(|baseline| baseline.save(&output));
+            match saved {
+                Ok(()) => {
+                    println!("{}", output.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(2, &error.to_string()),
+            }
+        }
         Command::Check { scenario } => match deploybench::scenario::Scenario::load(&scenario) {
             Ok(parsed) => {
                 let models: Vec<&str> = parsed.models.iter().map(|model| model.name()).collect();
@@ -93,6 +139,28 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             Err(error) => fail(2, &error.to_string()),
         },
+    }
+}
+
+fn report(run: Option<PathBuf>, history: Option<PathBuf>, output: PathBuf) -> ExitCode {
+    if let Some(history) = history {
+        return match deploybench::report::history::write_history_plots(&history, &output) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(2, &error.to_string()),
+        };
+    }
+    let run = run.expect("clap requires a run folder unless --history is given");
+    match deploybench::report::write_report(&run) {
+        Ok(_) => {
+            println!("{}", run.join(deploybench::results::REPORT_FILE).display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(2, &error.to_string()),
     }
 }
 

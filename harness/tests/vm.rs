@@ -22,7 +22,8 @@ timeout_s = 300
 
 const MIB: u64 = 1024 * 1024;
 
-/// True when QEMU can run; outside CI a missing QEMU prints the reason and skips.
+/// Returns true when QEMU can run. Outside CI, a missing QEMU prints the reason and the
+/// test skips.
 async fn qemu_present() -> bool {
     match deploybench::engine::qemu::version().await {
         Ok(version) => {
@@ -37,7 +38,7 @@ async fn qemu_present() -> bool {
     }
 }
 
-/// The temporary folders of VM instances that exist now.
+/// Returns the temporary folders of VM instances that exist now.
 fn vm_folders() -> BTreeSet<PathBuf> {
     std::fs::read_dir(std::env::temp_dir())
         .unwrap()
@@ -47,7 +48,8 @@ fn vm_folders() -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// Children of this test process that are QEMU and not yet dead (zombies excluded).
+/// Returns the children of this test process that are QEMU and still alive (zombies
+/// excluded).
 fn live_qemu_children() -> Vec<u32> {
     let own_pid = std::process::id().to_string();
     let mut children = Vec::new();

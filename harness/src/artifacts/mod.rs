@@ -14,6 +14,7 @@ mod binary;
 mod cache;
 mod debian;
 mod error;
+pub mod marked;
 mod process;
 pub mod recipe;
 mod rootfs;

@@ -2,7 +2,7 @@
 //! service, as an ext4 file system in a qcow2 file, with the kernel and initramfs from
 //! its /boot copied beside it for QEMU's direct kernel boot.
 //!
-//! `workloads/images/vm.toml` says what the disk holds. Like the images, it is built in
+//! `workloads/images/vm.toml` lists what the disk contains. Like the images, it is built in
 //! two stages. The base (debootstrap, the recipe's files, then its commands in a chroot)
 //! is cached as a rootfs tarball under the hash of the `[base]` part. The disk (the base
 //! unpacked, the service binary, the `[disk]` files and commands, `mkfs.ext4 -d`, then
@@ -51,7 +51,7 @@ pub struct VmDiskRecipe {
     pub base: VmBase,
     pub disk: DiskStage,
     pub boot: BootSpec,
-    /// Where the recipe came from, for error messages.
+    /// Origin of the recipe (a path), for error messages.
     pub origin: String,
     source: Vec<u8>,
 }
@@ -87,7 +87,7 @@ pub struct VmBase {
     pub files: Vec<FileSpec>,
 }
 
-/// What goes on the base to make the disk: the service and how systemd starts it.
+/// The stage that turns the base into the disk: the service and its systemd unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskStage {
@@ -104,7 +104,7 @@ pub struct DiskStage {
     pub files: Vec<FileSpec>,
 }
 
-/// How QEMU boots the disk.
+/// Boot settings of the disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootSpec {
@@ -125,7 +125,7 @@ pub struct VmDisk {
     pub append: String,
     /// Bytes of the qcow2 file: the file system blocks in use.
     pub size_bytes: u64,
-    /// Size of the file system as the guest sees it.
+    /// Size of the file system in the guest.
     pub virtual_size_bytes: u64,
     /// Full hex SHA-256 of the recipe's bytes and the service binary's SHA-256.
     pub recipe_hash: String,
@@ -133,7 +133,7 @@ pub struct VmDisk {
     pub reused: bool,
 }
 
-/// What a cached disk folder records about itself.
+/// Metadata stored in a cached disk folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DiskMetadata {
     recipe_hash: String,
@@ -147,7 +147,7 @@ fn default_keyring() -> PathBuf {
 }
 
 impl VmDiskRecipe {
-    /// Parses and validates a recipe; `origin` names it in error messages.
+    /// Parses and validates a recipe. `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<VmDiskRecipe, ArtifactError> {
         let invalid = |message: String| ArtifactError::Recipe { origin: origin.to_string(), message };
         let file: VmDiskFile = toml::from_str(text).map_err(|error| invalid(error.to_string()))?;
@@ -163,7 +163,7 @@ impl VmDiskRecipe {
         Ok(recipe)
     }
 
-    /// The recipe `workloads/images/vm.toml`, as compiled in.
+    /// Returns the recipe `workloads/images/vm.toml`, as compiled in.
     pub fn builtin() -> Result<VmDiskRecipe, ArtifactError> {
         VmDiskRecipe::parse(VM_SOURCE, "workloads/images/vm.toml")
     }
@@ -174,7 +174,7 @@ impl VmDiskRecipe {
         VmDiskRecipe::parse(&text, &path.display().to_string())
     }
 
-    /// SHA-256 (hex) of the format version and the `[base]` part alone, so that a new
+    /// Returns the SHA-256 (hex) of the format version and the `[base]` part alone, so that a new
     /// service binary or a changed `[disk]` or `[boot]` part keeps the cached base.
     pub fn base_hash(&self) -> String {
         let mut hasher = Sha256::new();
@@ -183,8 +183,8 @@ impl VmDiskRecipe {
         hex::encode(hasher.finalize())
     }
 
-    /// SHA-256 (hex) of the format version, the recipe file's bytes and the service
-    /// binary's SHA-256.
+    /// Returns the SHA-256 (hex) of the format version, the recipe file's bytes and the
+    /// service binary's SHA-256.
     pub fn disk_hash(&self, binary_sha256: &str) -> String {
         let mut hasher = Sha256::new();
         hasher.update(format!("deploybench vm disk, format {VM_DISK_FORMAT_VERSION}\n"));
@@ -193,7 +193,7 @@ impl VmDiskRecipe {
         hex::encode(hasher.finalize())
     }
 
-    /// The cache folder of the disk built from this recipe and the binary.
+    /// Returns the cache folder of the disk built from this recipe and the binary.
     pub fn disk_folder(&self, cache: &ArtifactCache, binary_sha256: &str) -> PathBuf {
         cache.root.join("vm").join(format!("{}-{}", self.name, self.disk_hash(binary_sha256)))
     }
@@ -202,7 +202,7 @@ impl VmDiskRecipe {
         format!("{}-base", self.name)
     }
 
-    /// The base as the shared debootstrap code takes it.
+    /// Returns the base in the form that the shared debootstrap code takes.
     fn base_recipe(&self) -> BaseRecipe {
         BaseRecipe {
             repository: format!("deploybench/{}", self.base_name()),

@@ -4,3 +4,5 @@
 pub mod docker;
 pub mod images;
 pub mod qemu;
+pub mod registry;
+pub mod shaping;

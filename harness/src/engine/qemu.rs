@@ -1,9 +1,10 @@
 //! QEMU: the command line of a VM booted straight into a kernel, qcow2 overlays, the
-//! test boot that decides between KVM and TCG, and, in the submodules, QMP and the serial
-//! console.
+//! test boot that decides between KVM and TCG, and, in the submodules, QMP, the serial
+//! console and the health probe through the user-mode network forward.
 //!
 //! Written against QEMU 7.2 (Debian 12) on an x86-64 host.
 
+pub mod forward;
 pub mod qmp;
 pub mod serial;
 
@@ -29,7 +30,7 @@ const BALLOON_STATS_INTERVAL_S: u32 = 2;
 /// The console line that ends a successful KVM test boot: the kernel finished its own
 /// initialisation, with timers and interrupts working, and starts the initramfs.
 const PROBE_DONE_LINE: &str = "Run /init as init process";
-/// Guest memory of the KVM test boot; the kernel only unpacks the initramfs.
+/// Guest memory of the KVM test boot, which only unpacks the initramfs.
 const PROBE_MEMORY_MIB: u64 = 512;
 
 /// The accelerator a VM runs under.
@@ -50,7 +51,7 @@ impl Accelerator {
         }
     }
 
-    /// The `-accel` and `-cpu` options.
+    /// Returns the `-accel` and `-cpu` options.
     fn options(self) -> [&'static str; 4] {
         match self {
             Accelerator::Kvm => ["-accel", "kvm", "-cpu", "host"],
@@ -73,7 +74,7 @@ pub struct PortForward {
     pub guest_port: u16,
 }
 
-/// What one VM boots and with which resources.
+/// The kernel, disk, network and resources of one VM.
 #[derive(Debug, Clone)]
 pub struct VmSpec<'a> {
     pub kernel: &'a Path,
@@ -87,12 +88,12 @@ pub struct VmSpec<'a> {
     pub memory_mib: u64,
     /// With a forward, the VM gets a virtio NIC on QEMU's user-mode network.
     pub forward: Option<PortForward>,
-    /// Where QEMU listens for QMP connections.
+    /// Unix socket on which QEMU accepts QMP connections.
     pub qmp_socket: Option<&'a Path>,
 }
 
-/// Returns QEMU's arguments for `spec`. The serial console goes to stdout; there is no
-/// display, no monitor and no default device.
+/// Returns QEMU's arguments for `spec`. The serial console goes to stdout, and there is
+/// no display, no monitor and no default device.
 pub fn arguments(spec: &VmSpec) -> Vec<OsString> {
     let mut arguments: Vec<OsString> = Vec::new();
     extend(&mut arguments, &["-nodefaults", "-no-user-config", "-display", "none", "-machine", "q35"]);
@@ -110,8 +111,8 @@ pub fn arguments(spec: &VmSpec) -> Vec<OsString> {
         arguments.extend([OsString::from("-drive"), drive]);
     }
     if let Some(PortForward { host_port, guest_port }) = spec.forward {
-        // restrict=on keeps the guest off the host's network and the internet; explicit
-        // forwards still work.
+        // restrict=on keeps the guest off the host's network and the internet, but
+        // explicit forwards still work.
         let netdev = format!("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}");
         extend(&mut arguments, &["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
     }
@@ -244,7 +245,7 @@ pub async fn probe_kvm(kernel: &Path, initrd: &Path, limit: Duration) -> Result<
         false
     })
     .await;
-    // The test VM has done its job either way; kill_on_drop covers a failed kill.
+    // The test VM has done its job either way, and kill_on_drop covers a failed kill.
     let _ = child.kill().await;
 
     match outcome {

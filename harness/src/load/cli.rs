@@ -87,9 +87,7 @@ pub struct LoopbackUrl {
 /// Accepted hosts are `localhost`, which maps to 127.0.0.1 without a DNS lookup, IPv4
 /// addresses in 127.0.0.0/8, and `[::1]`. Only the `http` scheme is supported.
 pub fn parse_loopback_url(url: &str) -> Result<LoopbackUrl, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|error| format!("invalid URL {url:?}: {error}"))?;
+    let uri: Uri = url.parse().map_err(|error| format!("invalid URL {url:?}: {error}"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -117,10 +115,7 @@ pub fn parse_loopback_url(url: &str) -> Result<LoopbackUrl, String> {
         )
     })?;
     let port = authority.port_u16().unwrap_or(80);
-    let path = uri
-        .path_and_query()
-        .map_or("/", |path| path.as_str())
-        .to_owned();
+    let path = uri.path_and_query().map_or("/", |path| path.as_str()).to_owned();
     Ok(LoopbackUrl {
         address: SocketAddr::new(ip, port),
         path: if path.is_empty() { "/".to_owned() } else { path },

@@ -32,8 +32,7 @@ fn timeval(value: libc::timeval) -> Duration {
 /// The timer thread of an open-loop run is not counted, because it mostly sleeps.
 pub(super) fn capacity() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let runtime_threads = tokio::runtime::Handle::try_current()
-        .map_or(cpus, |handle| handle.metrics().num_workers());
+    let runtime_threads = tokio::runtime::Handle::try_current().map_or(cpus, |handle| handle.metrics().num_workers());
     cpus.min(runtime_threads).max(1)
 }
 
@@ -43,10 +42,7 @@ mod tests {
 
     /// CPU time of the calling thread, from `CLOCK_THREAD_CPUTIME_ID`.
     fn thread_cpu_time() -> Duration {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `now` is a valid, writable `timespec` that outlives the call.
         let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
         assert_eq!(result, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");

@@ -14,7 +14,7 @@
 //! the verdict of the saturation guard in [`validity`].
 
 pub mod cli;
-mod connection;
+pub mod connection;
 mod cpu;
 mod error;
 mod interval;
@@ -81,7 +81,7 @@ pub async fn run_open_loop(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
 pub async fn run_load(spec: &LoadSpec, workload: Workload) -> Result<LoadReport, LoadError> {
     spec.validate_for(workload)?;
     let per_request = workload.connection_reuse == ConnectionReuse::PerRequest;
-    let template = RequestTemplate::new(spec.parse_uri()?, spec.target, per_request);
+    let template = RequestTemplate::new(&spec.parse_uri()?, spec.target, per_request);
     tracing::info!(
         target_addr = %spec.target,
         path = %spec.path,
@@ -167,9 +167,7 @@ async fn probe_target(spec: &LoadSpec) -> Result<(), LoadError> {
 
 /// Opens all connections at once. Returns one slot per worker, empty where the connect
 /// failed, and the connect times, or [`LoadError::Unreachable`] if none opened.
-async fn open_connections(
-    spec: &LoadSpec,
-) -> Result<(Vec<Option<Connection>>, Histogram<u64>), LoadError> {
+async fn open_connections(spec: &LoadSpec) -> Result<(Vec<Option<Connection>>, Histogram<u64>), LoadError> {
     let mut connect_time = new_histogram();
     let attempts = (0..spec.connections).map(|_| async {
         let began = Instant::now();

@@ -18,7 +18,7 @@ const SIGNIFICANT_DIGITS: u8 = 3;
 /// Kind of a failed request, the key of [`LoadReport::errors`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorKind {
-    /// The TCP connect or HTTP/1 handshake failed or timed out, so the request was not sent.
+    /// The TCP connect failed or timed out, so the request was not sent.
     Connect,
     /// No complete response arrived within `request_timeout` of the send.
     Timeout,
@@ -97,17 +97,21 @@ pub struct LoadReport {
     pub uncorrected: Histogram<u64>,
     /// Sends that left more than 1 ms after their intended time, for any reason.
     pub late_sends: u64,
-    /// Sends that left more than 1 ms after their intended time although their worker
-    /// was idle before it, so that the delay was the generator's own (a late timer or a
-    /// busy CPU) and not a slow response still holding the connection.
+    /// Sends that left more than [`GENERATOR_LAG_LIMIT`](super::validity::GENERATOR_LAG_LIMIT)
+    /// (10 ms) after their intended time although their worker was idle before it. The
+    /// delay was then the generator's own, a late timer or a busy CPU, and not a slow
+    /// response still holding the connection.
     pub generator_late_sends: u64,
+    /// Microseconds from the intended send time until the worker woke up, for each
+    /// send whose worker was idle before its intended time: the generator's own delay.
+    pub generator_lag: Histogram<u64>,
     /// Maximum delay of a send after its intended time.
     pub max_send_lag: Duration,
     /// Real length of the measured window, from its start until the later of its end
     /// and the end of the last worker.
     pub measured: Duration,
-    /// Microseconds per successful TCP connect plus HTTP/1 handshake, over the whole run
-    /// including the initial connects and the warm-up.
+    /// Microseconds per successful TCP connect, over the whole run including the
+    /// initial connects and the warm-up.
     pub connect_time: Histogram<u64>,
     /// Successful connects made for requests in the measured window: one per request
     /// with [`ConnectionReuse::PerRequest`](super::ConnectionReuse::PerRequest), and the
@@ -131,7 +135,7 @@ pub struct LoadReport {
     /// Whether the run measured the instance rather than the generator's own limits.
     /// False exactly when `invalid_reasons` is not empty.
     pub valid: bool,
-    /// Why the run is invalid, one sentence per failed check. See
+    /// Reasons for an invalid run, one sentence per failed check. See
     /// [`validity`](super::validity) for the checks.
     pub invalid_reasons: Vec<String>,
 }
@@ -179,6 +183,7 @@ impl LoadReport {
             uncorrected: new_histogram(),
             late_sends: 0,
             generator_late_sends: 0,
+            generator_lag: new_histogram(),
             max_send_lag: Duration::ZERO,
             measured: Duration::ZERO,
             connect_time: new_histogram(),
@@ -228,6 +233,7 @@ impl LoadReport {
             add_histogram(&mut report.corrected, &worker.corrected);
             add_histogram(&mut report.uncorrected, &worker.uncorrected);
             add_histogram(&mut report.connect_time, &worker.connect_time);
+            add_histogram(&mut report.generator_lag, &worker.generator_lag);
             finished = finished.max(worker.finished);
         }
 

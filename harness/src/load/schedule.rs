@@ -96,7 +96,7 @@ impl Schedule {
             .sum()
     }
 
-    /// The sends of worker `index` in time order, warm-up included, up to the end of
+    /// Returns the sends of worker `index` in time order, warm-up included, up to the end of
     /// the measured window.
     pub fn sends(&self, index: usize) -> Sends<'_> {
         let pattern = match self.poisson_seed {
@@ -174,11 +174,7 @@ impl Iterator for Sends<'_> {
                 *round += 1;
                 Some(send)
             }
-            Pattern::Poisson {
-                rng,
-                gaps,
-                offset_secs,
-            } => {
+            Pattern::Poisson { rng, gaps, offset_secs } => {
                 let end_secs = schedule.end.as_secs_f64();
                 if *offset_secs >= end_secs {
                     return None;
@@ -225,9 +221,7 @@ mod tests {
     fn schedule_interleaves_workers_evenly() {
         let schedule = schedule(100.0, 3, 0, 1000);
         let mut sends: Vec<Instant> = (0..3)
-            .flat_map(|index| {
-                (0..schedule.round_at(index, schedule.end)).map(move |round| (index, round))
-            })
+            .flat_map(|index| (0..schedule.round_at(index, schedule.end)).map(move |round| (index, round)))
             .map(|(index, round)| schedule.intended(index, round))
             .collect();
         sends.sort();
@@ -249,5 +243,129 @@ mod tests {
         assert_eq!(schedule.measured_rounds(0), 0..1);
         assert_eq!(schedule.measured_rounds(1), 0..0);
         assert_eq!(schedule.measured_requests(), 1);
+    }
+
+    fn poisson(rate_per_s: f64, connections: usize, end_s: u64, seed: u64) -> Schedule {
+        Schedule {
+            start: Instant::now(),
+            rate_per_s,
+            connections,
+            warmup: Duration::ZERO,
+            end: Duration::from_secs(end_s),
+            poisson_seed: Some(seed),
+        }
+    }
+
+    /// Gaps in seconds between the consecutive sends of all workers together.
+    fn merged_gaps(schedule: &Schedule) -> Vec<f64> {
+        let mut sends: Vec<Instant> = (0..schedule.connections)
+            .flat_map(|index| schedule.sends(index).map(|send| send.intended))
+            .collect();
+        sends.sort();
+        let mut previous = schedule.start;
+        sends
+            .into_iter()
+            .map(|send| {
+                let gap = (send - previous).as_secs_f64();
+                previous = send;
+                gap
+            })
+            .collect()
+    }
+
+    #[test]
+    fn poisson_gaps_average_one_over_rate() {
+        // About 100 000 gaps, so the mean's standard error is 0.3% and 2% is 6 errors.
+        let schedule = poisson(1000.0, 1, 100, 7);
+
+        let gaps = merged_gaps(&schedule);
+
+        let count = gaps.len() as f64;
+        let mean = gaps.iter().sum::<f64>() / count;
+        let variance = gaps.iter().map(|gap| (gap - mean).powi(2)).sum::<f64>() / count;
+        assert!(
+            (count - 100_000.0).abs() <= 2_000.0,
+            "{count} sends, expected 100 000 ± 2%"
+        );
+        assert!(
+            (mean - 0.001).abs() <= 0.001 * 0.02,
+            "mean gap {mean} s, expected 0.001 s ± 2%"
+        );
+        // An exponential distribution's standard deviation equals its mean.
+        let deviation = variance.sqrt();
+        assert!(
+            (deviation - mean).abs() <= mean * 0.03,
+            "gap standard deviation {deviation} s, expected the mean {mean} s ± 3%"
+        );
+    }
+
+    #[test]
+    fn poisson_workers_sum_to_total_rate() {
+        let schedule = poisson(1000.0, 4, 50, 11);
+
+        let gaps = merged_gaps(&schedule);
+
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!(
+            (mean - 0.001).abs() <= 0.001 * 0.03,
+            "mean gap of 4 merged workers {mean} s, expected 0.001 s ± 3%"
+        );
+        let per_worker: Vec<usize> = (0..4).map(|index| schedule.sends(index).count()).collect();
+        for (index, count) in per_worker.iter().enumerate() {
+            assert!(
+                (11_500..=13_500).contains(count),
+                "worker {index} has {count} sends, expected about 12 500"
+            );
+        }
+    }
+
+    #[test]
+    fn poisson_seed_fixes_send_times() {
+        let first = poisson(500.0, 3, 2, 42);
+        let mut second = first.clone();
+        second.start = first.start;
+        let other_seed = Schedule {
+            poisson_seed: Some(43),
+            ..first.clone()
+        };
+
+        for index in 0..3 {
+            let sends: Vec<Send> = first.sends(index).collect();
+            let again: Vec<Send> = second.sends(index).collect();
+            let other: Vec<Send> = other_seed.sends(index).collect();
+            assert!(!sends.is_empty(), "worker {index} has no sends");
+            assert_eq!(sends, again, "worker {index} with the same seed");
+            assert_ne!(sends, other, "worker {index} with another seed");
+        }
+        assert_ne!(
+            first.sends(0).next(),
+            first.sends(1).next(),
+            "workers of one run must not share a sequence"
+        );
+    }
+
+    #[test]
+    fn poisson_sends_stay_in_run() {
+        let schedule = Schedule {
+            warmup: Duration::from_millis(500),
+            ..poisson(200.0, 2, 2, 5)
+        };
+        let window_start = schedule.window_start();
+        let deadline = schedule.deadline();
+
+        for index in 0..2 {
+            let sends: Vec<Send> = schedule.sends(index).collect();
+            for pair in sends.windows(2) {
+                assert!(pair[0].intended <= pair[1].intended, "sends out of order");
+            }
+            for send in &sends {
+                assert!(send.intended < deadline, "send after the deadline");
+                assert_eq!(send.in_window, send.intended >= window_start);
+            }
+        }
+        let in_window: u64 = (0..2)
+            .map(|index| schedule.sends(index).filter(|send| send.in_window).count() as u64)
+            .sum();
+        assert_eq!(schedule.measured_requests(), in_window);
     }
 }

@@ -30,8 +30,7 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// Number of workers, each with one connection at a time.
     pub connections: usize,
-    /// Limit on one TCP connect plus HTTP/1 handshake, and on one request from send to
-    /// last response byte.
+    /// Limit on one TCP connect, and on one request from send to last response byte.
     pub request_timeout: Duration,
 }
 

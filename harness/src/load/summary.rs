@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::report::LoadReport;
 use super::spec::LoadSpec;
-use super::workload::{Arrival, ConnectionReuse, Workload};
+use super::validity::GENERATOR_LAG_LIMIT;
 use super::worker::LATE_THRESHOLD;
+use super::workload::{Arrival, ConnectionReuse, Workload};
 
 /// Percentiles of one latency histogram, in milliseconds.
 ///
@@ -99,12 +100,14 @@ pub struct LoadSummary {
     pub latency_ms: LatencySummary,
     /// Uncorrected latency: from each request's actual send to its last byte.
     pub uncorrected_latency_ms: LatencySummary,
-    /// TCP connect plus HTTP/1 handshake, over the whole run.
+    /// TCP connect time, over the whole run.
     pub connect_ms: LatencySummary,
     pub connects: u64,
     pub reconnects: u64,
     pub late_sends: u64,
     pub generator_late_sends: u64,
+    /// The generator's own delay of sends, see [`LoadReport::generator_lag`].
+    pub generator_lag_ms: LatencySummary,
     pub max_send_lag_ms: f64,
     pub generator_cpu_s: f64,
     /// `generator_cpu_s` divided by the run time and `cpu_capacity`.
@@ -142,6 +145,7 @@ impl LoadSummary {
             reconnects: report.reconnects,
             late_sends: report.late_sends,
             generator_late_sends: report.generator_late_sends,
+            generator_lag_ms: LatencySummary::from_histogram(&report.generator_lag),
             max_send_lag_ms: ms(report.max_send_lag),
             generator_cpu_s: report.generator_cpu.as_secs_f64(),
             generator_cpu_share: report.generator_cpu_share(),
@@ -161,7 +165,11 @@ impl fmt::Display for LoadSummary {
     fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(out, "Running {:.1} s test @ {}", self.duration_s, self.url)?;
         writeln!(out, "  {}", self.workload)?;
-        write!(out, "  {} connections, {:.1} s warm-up", self.connections, self.warmup_s)?;
+        write!(
+            out,
+            "  {} connections, {:.1} s warm-up",
+            self.connections, self.warmup_s
+        )?;
         if let Some(target) = self.target_rps {
             write!(out, ", target {target:.2} req/s")?;
         }
@@ -198,7 +206,10 @@ impl fmt::Display for LoadSummary {
             writeln!(out, "  {label:<10} {corrected:>12.3} {uncorrected:>12.3}")?;
         }
         if matches!(self.workload.arrival, Arrival::Closed) {
-            writeln!(out, "  (a closed loop sends when ready, so both columns measure the same)")?;
+            writeln!(
+                out,
+                "  (a closed loop sends when ready, so both columns measure the same)"
+            )?;
         }
 
         if !self.errors.is_empty() {
@@ -226,8 +237,16 @@ impl fmt::Display for LoadSummary {
         if self.workload.arrival.is_open_loop() {
             writeln!(
                 out,
-                "Send lag: {} sends left more than {LATE_THRESHOLD:?} late, {} of them by the generator's own delay, max {:.3} ms",
-                self.late_sends, self.generator_late_sends, self.max_send_lag_ms
+                "Send lag: {} sends left more than {LATE_THRESHOLD:?} late, max {:.3} ms",
+                self.late_sends, self.max_send_lag_ms
+            )?;
+            writeln!(
+                out,
+                "  generator's own delay (ms): p50 {:.3}, p99 {:.3}, max {:.3}; {} sends above {GENERATOR_LAG_LIMIT:?}",
+                self.generator_lag_ms.p50,
+                self.generator_lag_ms.p99,
+                self.generator_lag_ms.max,
+                self.generator_late_sends
             )?;
         }
         writeln!(
@@ -242,7 +261,10 @@ impl fmt::Display for LoadSummary {
         if self.valid {
             writeln!(out, "Result: valid")
         } else {
-            writeln!(out, "Result: INVALID, the figures above may describe the generator rather than the instance:")?;
+            writeln!(
+                out,
+                "Result: INVALID, the figures above may describe the generator rather than the instance:"
+            )?;
             for reason in &self.invalid_reasons {
                 writeln!(out, "  - {reason}")?;
             }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,17 +26,26 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let address = listener
-        .local_addr()
-        .expect("local address of the test server");
+    serve_counting(handler).await.0
+}
+
+/// Starts a server like [`serve`] and also returns the number of connections it
+/// accepted so far.
+async fn serve_counting<F, Fut>(handler: F) -> (SocketAddr, Arc<AtomicU64>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let address = listener.local_addr().expect("local address of the test server");
+    let accepts = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepts);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            counter.fetch_add(1, Ordering::Relaxed);
             let handler = handler.clone();
             let service = service_fn(move |request| {
                 let handler = handler.clone();
@@ -49,7 +59,7 @@ where
             });
         }
     });
-    address
+    (address, accepts)
 }
 
 fn respond(status: StatusCode) -> Response<Full<Bytes>> {
@@ -114,11 +124,7 @@ async fn load_matches_target_rate() {
     assert_eq!(report.uncorrected.len(), report.completed);
     assert_eq!(report.connect_time.len(), 4, "one connect per connection");
     assert_eq!(report.target_rps, 200.0);
-    assert!(
-        report.measured >= spec.duration,
-        "measured {:?}",
-        report.measured
-    );
+    assert!(report.measured >= spec.duration, "measured {:?}", report.measured);
     assert_all_requests_accounted(&spec, &report);
 }
 
@@ -152,15 +158,22 @@ async fn load_measures_fixed_service_delay() {
         corrected_p50 >= uncorrected_p50,
         "corrected p50 {corrected_p50} ms is below uncorrected p50 {uncorrected_p50} ms"
     );
+    // No response can arrive before the sleep ends, and the lowest value equivalent to
+    // a sample never exceeds it.
+    assert!(
+        report.uncorrected.min() >= 20_000,
+        "fastest service time {} µs is below the 20 ms sleep",
+        report.uncorrected.min()
+    );
     assert_eq!(report.completed, 100);
     assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_shows_in_corrected_latency() {
-    const STALL_AFTER: Duration = Duration::from_secs(2);
+    const STALL_AFTER: Duration = Duration::from_secs(4);
     const STALL: Duration = Duration::from_secs(1);
-    // Every request that arrives in [first + 2 s, first + 3 s) waits until the stall ends.
+    // Every request that arrives in [first + 4 s, first + 5 s) waits until the stall ends.
     let first_request = Arc::new(OnceLock::new());
     let target = serve(move |_| {
         let first_request = Arc::clone(&first_request);
@@ -175,23 +188,28 @@ async fn stall_shows_in_corrected_latency() {
         }
     })
     .await;
-    let spec = spec(target, 100.0, 4, 5000);
+    let spec = spec(target, 100.0, 4, 10_000);
 
     let report = run_open_loop(&spec).await.expect("load run");
 
-    assert_eq!(report.completed, 500);
+    assert_eq!(report.completed, 1000);
     assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
 
-    // About 100 of the 500 requests were intended during the stall and waited for
-    // its end, so their corrected latencies spread from 0 to 1 s and fill the top 20%.
+    // About 100 of the 1000 requests were intended during the stall and waited for
+    // its end, so their corrected latencies spread from 0 to 1 s and fill the top 10%.
+    // p99 is then the request intended about 100 ms after the stall began.
     let corrected_p99 = LoadReport::percentile_ms(&report.corrected, 0.99);
     assert!(
-        corrected_p99 >= 300.0,
+        corrected_p99 >= 500.0,
         "corrected p99 {corrected_p99} ms does not show the 1 s stall"
+    );
+    assert!(
+        corrected_p99 <= 1100.0,
+        "corrected p99 {corrected_p99} ms exceeds the 1 s stall"
     );
 
     // Only the one request in flight on each of the 4 connections waits out the stall
-    // as service time. That is 4 of 500 samples, 0.8%, so p99 stays a normal response.
+    // as service time. That is 4 of 1000 samples, 0.4%, so p99 stays a normal response.
     let slow_service = report.uncorrected.count_between(500_000, u64::MAX);
     assert!(
         slow_service >= 1,
@@ -218,13 +236,20 @@ async fn stall_shows_in_corrected_latency() {
         "max_send_lag {:?}",
         report.max_send_lag
     );
+
+    // A stall of the instance is what the run measures, not a generator limit.
+    assert!(report.valid, "invalid: {:?}", report.invalid_reasons);
+    assert!(
+        report.generator_late_sends <= report.late_sends / 10,
+        "{} of {} late sends blamed on the generator",
+        report.generator_late_sends,
+        report.late_sends
+    );
 }
 
 #[tokio::test]
 async fn unreachable_target_returns_error() {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let target = listener.local_addr().expect("local address");
     drop(listener);
 
@@ -251,12 +276,7 @@ async fn server_errors_count_as_status_5xx() {
 
     assert_eq!(report.completed, 100);
     assert_eq!(report.errors.get("status_5xx"), Some(&report.completed));
-    assert_eq!(
-        report.error_count(),
-        report.completed,
-        "errors: {:?}",
-        report.errors
-    );
+    assert_eq!(report.error_count(), report.completed, "errors: {:?}", report.errors);
     assert_eq!(
         report.corrected.len(),
         report.completed,
@@ -286,10 +306,7 @@ async fn slow_responses_count_as_timeouts() {
         "errors: {:?}",
         report.errors
     );
-    assert!(
-        report.reconnects > 0,
-        "a timed-out connection should be replaced"
-    );
+    assert!(report.reconnects > 0, "a timed-out connection should be replaced");
     assert!(
         report.unsent > 0,
         "sends of 200 ms each cannot keep up with one every 100 ms per worker"
@@ -430,18 +447,13 @@ fn invalid_spec_names_field() {
             matches!(&error, LoadError::InvalidSpec { field: named, .. } if *named == field),
             "expected an invalid {field}, got: {message}"
         );
-        assert!(
-            message.contains(field),
-            "message does not name {field}: {message}"
-        );
+        assert!(message.contains(field), "message does not name {field}: {message}");
     }
 }
 
 #[tokio::test]
 async fn invalid_spec_sends_nothing() {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let target = listener.local_addr().expect("local address");
     let spec = LoadSpec {
         connections: 0,
@@ -458,8 +470,299 @@ async fn invalid_spec_sends_nothing() {
         })
     ));
     let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+    assert!(accepted.is_err(), "the run connected despite an invalid spec");
+}
+
+/// Starts a server whose every response takes `delay`.
+async fn serve_delayed(delay: Duration) -> SocketAddr {
+    serve(move |_| async move {
+        tokio::time::sleep(delay).await;
+        respond(StatusCode::OK)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_accurate_over_ten_seconds() {
+    let target = serve(|_| async { respond(StatusCode::OK) }).await;
+    let spec = spec(target, 200.0, 4, 10_000);
+
+    let report = run_open_loop(&spec).await.expect("load run");
+
+    assert_eq!(report.scheduled, 2000);
+    assert_eq!(report.sent, 2000);
+    assert_eq!(report.completed, 2000);
+    assert_eq!(report.unsent, 0);
+    assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
     assert!(
-        accepted.is_err(),
-        "the run connected despite an invalid spec"
+        (report.achieved_rps - 200.0).abs() <= 2.0,
+        "achieved_rps {} is not within 1% of 200",
+        report.achieved_rps
     );
+    assert_eq!(report.scheduled_rps, 200.0);
+    assert!(report.valid, "invalid: {:?}", report.invalid_reasons);
+    assert!(
+        report.generator_cpu > Duration::ZERO,
+        "the generator's CPU time was not measured"
+    );
+
+    // Sends are 5 ms apart, so each whole second contains 200 of them, give or take the
+    // one send nearest each boundary.
+    let seconds = &report.per_second;
+    assert!(
+        (10..=11).contains(&seconds.len()),
+        "{} per-second intervals for a 10 s window",
+        seconds.len()
+    );
+    for (index, interval) in seconds.iter().enumerate() {
+        assert_eq!(interval.second, index as u64);
+    }
+    for interval in &seconds[..10] {
+        assert!(
+            (198..=202).contains(&interval.sent),
+            "second {} sent {}, expected 200 ± 1%",
+            interval.second,
+            interval.sent
+        );
+    }
+    let sent: u64 = seconds.iter().map(|interval| interval.sent).sum();
+    let completed: u64 = seconds.iter().map(|interval| interval.completed).sum();
+    let latencies: u64 = seconds.iter().map(|interval| interval.corrected.len()).sum();
+    assert_eq!(sent, report.sent);
+    assert_eq!(completed, report.completed);
+    assert_eq!(latencies, report.corrected.len());
+}
+
+#[test]
+fn percentiles_within_histogram_precision() {
+    let mut histogram = report::new_histogram();
+    for millis in 1..=1000u64 {
+        record_duration(&mut histogram, Duration::from_millis(millis));
+    }
+
+    // 3 significant digits: a reported value is at most 0.1% above the sample.
+    for (quantile, expected_ms) in [(0.5, 500.0), (0.9, 900.0), (0.99, 990.0), (1.0, 1000.0)] {
+        let value = LoadReport::percentile_ms(&histogram, quantile);
+        assert!(
+            value >= expected_ms,
+            "p{} {value} ms is below the sample {expected_ms} ms",
+            quantile * 100.0
+        );
+        assert!(
+            value <= expected_ms * 1.001,
+            "p{} {value} ms exceeds {expected_ms} ms by more than 0.1%",
+            quantile * 100.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisson_run_follows_seeded_schedule() {
+    let target = serve(|_| async { respond(StatusCode::OK) }).await;
+    let spec = spec(target, 200.0, 4, 1000);
+    let workload = Workload {
+        arrival: Arrival::Poisson { seed: 42 },
+        ..Workload::default()
+    };
+    let expected = spec.schedule(Instant::now(), workload.arrival).measured_requests();
+
+    let report = run_load(&spec, workload).await.expect("load run");
+
+    assert_eq!(report.workload, workload);
+    assert_eq!(report.scheduled, expected);
+    assert_eq!(report.completed, expected);
+    assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
+    assert_eq!(report.target_rps, 200.0);
+    assert_eq!(report.scheduled_rps, expected as f64);
+    // 200 expected arrivals have a standard deviation of about 14.
+    assert!(
+        (140..=260).contains(&expected),
+        "{expected} arrivals in 1 s at 200 req/s"
+    );
+    assert_all_requests_accounted(&spec, &report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_throughput_is_connections_over_delay() {
+    const DELAY: Duration = Duration::from_millis(20);
+    let target = serve_delayed(DELAY).await;
+    let spec = spec(target, 0.0, 4, 2000);
+    let workload = Workload {
+        arrival: Arrival::Closed,
+        ..Workload::default()
+    };
+
+    let report = run_load(&spec, workload).await.expect("load run");
+
+    // 4 connections of one 20 ms request at a time carry at most 4 / 20 ms = 200 req/s,
+    // so at most 4 × (2 s / 20 ms + 1) = 404 requests leave in the 2 s window.
+    assert!(report.completed <= 404, "completed {}", report.completed);
+    // Tokio timers round the 20 ms sleep up by up to 1 ms, and each request adds some
+    // client and server time, so the throughput stays within 15% of 200 req/s.
+    assert!(
+        report.completed >= 340,
+        "completed {} is more than 15% below 4 / 20 ms × 2 s = 400",
+        report.completed
+    );
+    assert!(
+        (170.0..=202.0).contains(&report.achieved_rps),
+        "achieved_rps {} is not about 4 / 20 ms = 200",
+        report.achieved_rps
+    );
+    assert_eq!(report.sent, report.completed);
+    assert_eq!(report.scheduled, report.sent);
+    assert_eq!(report.unsent, 0);
+    assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
+    assert_eq!(report.target_rps, 0.0);
+    assert_eq!(report.uncorrected.len(), report.completed);
+    assert!(
+        report.uncorrected.min() >= 20_000,
+        "fastest response {} µs is below the 20 ms delay",
+        report.uncorrected.min()
+    );
+    assert!(report.valid, "invalid: {:?}", report.invalid_reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_connections_match_requests() {
+    let (target, accepts) = serve_counting(|_| async { respond(StatusCode::OK) }).await;
+    let spec = spec(target, 100.0, 2, 1000);
+    let workload = Workload {
+        connection_reuse: ConnectionReuse::PerRequest,
+        ..Workload::default()
+    };
+
+    let report = run_load(&spec, workload).await.expect("load run");
+
+    assert_eq!(report.completed, 100);
+    assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
+    assert_eq!(report.connects, 100);
+    assert_eq!(report.connect_time.len(), 100);
+    assert_eq!(report.reconnects, 0);
+    // The server also accepted the probe connect that checks the target before the run.
+    assert_eq!(accepts.load(Ordering::Relaxed), 101);
+    // The uncorrected latency includes the connect, so it is never below it.
+    assert!(
+        report.uncorrected.max() >= report.connect_time.min(),
+        "uncorrected latency below the connect time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_per_request_connects_each_time() {
+    let (target, accepts) = serve_counting(|_| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        respond(StatusCode::OK)
+    })
+    .await;
+    let spec = spec(target, 0.0, 2, 500);
+    let workload = Workload {
+        arrival: Arrival::Closed,
+        connection_reuse: ConnectionReuse::PerRequest,
+    };
+
+    let report = run_load(&spec, workload).await.expect("load run");
+
+    assert!(report.completed > 0, "no request completed");
+    assert_eq!(report.error_count(), 0, "errors: {:?}", report.errors);
+    assert_eq!(report.connects, report.sent);
+    assert_eq!(accepts.load(Ordering::Relaxed), report.sent + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_rate_marks_run_invalid() {
+    // 2 connections of one 500 ms request at a time carry at most 4 req/s, far below
+    // the 100 req/s asked for.
+    let target = serve_delayed(Duration::from_millis(500)).await;
+    let spec = spec(target, 100.0, 2, 1000);
+
+    let report = run_open_loop(&spec).await.expect("load run");
+
+    assert!(!report.valid, "a run at 4% of its rate was marked valid");
+    assert_eq!(report.scheduled, 100);
+    assert!(report.sent <= 6, "sent {}", report.sent);
+    assert_eq!(report.unsent + report.sent, 100);
+    let reasons = report.invalid_reasons.join("\n");
+    assert!(
+        report
+            .invalid_reasons
+            .iter()
+            .any(|reason| reason.starts_with("achieved ")),
+        "no rate reason in: {reasons}"
+    );
+    assert!(
+        report
+            .invalid_reasons
+            .iter()
+            .any(|reason| reason.contains("were never sent")),
+        "no unsent reason in: {reasons}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_hold_one_interval_per_second() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let target = serve(|_| async { respond(StatusCode::OK) }).await;
+    let spec = spec(target, 100.0, 2, 2000);
+    let report = run_open_loop(&spec).await.expect("load run");
+    let folder = tempfile::tempdir().expect("temporary folder");
+
+    let files = write_outputs(&report, folder.path()).expect("write outputs");
+
+    assert_eq!(files.hlog, folder.path().join(HLOG_FILE));
+    assert_eq!(files.csv, folder.path().join(CSV_FILE));
+    let seconds = report.per_second.len();
+    assert!((2..=3).contains(&seconds), "{seconds} intervals for a 2 s window");
+
+    let hlog = std::fs::read(&files.hlog).expect("read interval log");
+    let mut untagged = Vec::new();
+    let mut uncorrected = Vec::new();
+    for entry in IntervalLogIterator::new(&hlog) {
+        if let LogEntry::Interval(interval) = entry.expect("valid interval log entry") {
+            match interval.tag() {
+                None => untagged.push(interval.start_timestamp()),
+                Some(tag) => {
+                    assert_eq!(tag.as_str(), "uncorrected");
+                    uncorrected.push(interval.start_timestamp());
+                }
+            }
+        }
+    }
+    let expected: Vec<Duration> = (0..seconds as u64).map(Duration::from_secs).collect();
+    assert_eq!(untagged, expected, "corrected interval start times");
+    assert_eq!(uncorrected, expected, "uncorrected interval start times");
+
+    let csv = std::fs::read_to_string(&files.csv).expect("read CSV");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("second,sent,completed,errors,p50_ms,p99_ms"));
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    assert_eq!(rows.len(), seconds);
+    let sent: u64 = rows.iter().map(|row| row[1].parse::<u64>().expect("sent")).sum();
+    let completed: u64 = rows.iter().map(|row| row[2].parse::<u64>().expect("completed")).sum();
+    assert_eq!(sent, report.sent);
+    assert_eq!(completed, report.completed);
+    for (index, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], index.to_string());
+        assert_eq!(row.len(), 6, "row {row:?}");
+    }
+}
+
+#[test]
+fn closed_loop_ignores_rate() {
+    let target: SocketAddr = "127.0.0.1:9".parse().expect("socket address");
+    let spec = spec(target, 0.0, 1, 1000);
+    let closed = Workload {
+        arrival: Arrival::Closed,
+        ..Workload::default()
+    };
+
+    assert!(spec.validate_for(closed).is_ok());
+    assert!(matches!(
+        spec.validate(),
+        Err(LoadError::InvalidSpec {
+            field: "rate_per_s",
+            ..
+        })
+    ));
 }

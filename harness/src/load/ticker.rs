@@ -46,9 +46,7 @@ fn run(schedule: &Schedule, wakers: &Weak<[Notify]>) {
     let deadline = schedule.deadline().into_std();
 
     // Sends of all workers in global time order, merged from each worker's own sends.
-    let mut sends: Vec<Sends<'_>> = (0..schedule.connections)
-        .map(|index| schedule.sends(index))
-        .collect();
+    let mut sends: Vec<Sends<'_>> = (0..schedule.connections).map(|index| schedule.sends(index)).collect();
     let mut next: BinaryHeap<Reverse<(Instant, usize)>> = sends
         .iter_mut()
         .enumerate()

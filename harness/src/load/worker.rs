@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use hyper::StatusCode;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::connection::{Connection, RequestTemplate};
+use super::connection::{Connection, ExchangeError, RequestTemplate};
 use super::interval::{IntervalRecorder, IntervalStore};
 use super::report::{new_histogram, record_duration, ErrorKind};
 use super::schedule::Schedule;
+use super::validity::GENERATOR_LAG_LIMIT;
 use super::workload::{ConnectionReuse, Workload};
 
 /// A send that leaves later than this after its intended time counts as late.
@@ -40,6 +42,7 @@ pub(super) struct WorkerStats {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
     pub connect_time: Histogram<u64>,
+    pub generator_lag: Histogram<u64>,
     /// When the worker's last request finished or gave up.
     pub finished: Instant,
 }
@@ -60,6 +63,7 @@ impl WorkerStats {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             connect_time: new_histogram(),
+            generator_lag: new_histogram(),
             finished: Instant::now(),
         }
     }
@@ -82,7 +86,7 @@ pub(super) struct Worker {
     pub intervals: IntervalStore,
 }
 
-/// What a worker changes while it runs.
+/// Mutable state of a running worker.
 struct WorkerState {
     stats: WorkerStats,
     connection: Option<Connection>,
@@ -131,8 +135,12 @@ impl Worker {
 
             let idle = Instant::now() < send.intended;
             wait_until(send.intended, waker).await;
-            if idle && send.in_window && Instant::now() - send.intended > LATE_THRESHOLD {
-                state.stats.generator_late_sends += 1;
+            if idle && send.in_window {
+                let lag = Instant::now() - send.intended;
+                record_duration(&mut state.stats.generator_lag, lag);
+                if lag > GENERATOR_LAG_LIMIT {
+                    state.stats.generator_late_sends += 1;
+                }
             }
             self.attempt(state, send.intended, send.in_window).await;
         }
@@ -142,6 +150,8 @@ impl Worker {
     async fn run_closed(&self, state: &mut WorkerState) {
         let deadline = self.schedule.deadline();
         let window_start = self.schedule.window_start();
+        // Starting together at the schedule's start keeps the warm-up exactly `warmup`.
+        tokio::time::sleep_until(self.schedule.start).await;
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -162,12 +172,7 @@ impl Worker {
 
     /// Sends one request intended at `intended`, counts its outcome and logs the first
     /// error of each kind in the run. Returns the kind of a failure.
-    async fn attempt(
-        &self,
-        state: &mut WorkerState,
-        intended: Instant,
-        in_window: bool,
-    ) -> Option<ErrorKind> {
+    async fn attempt(&self, state: &mut WorkerState, intended: Instant, in_window: bool) -> Option<ErrorKind> {
         let Err((kind, message)) = self.send(state, intended, in_window).await else {
             return None;
         };
@@ -207,19 +212,10 @@ impl Worker {
             return Err((ErrorKind::Connect, error.to_string()));
         }
         let sent_at = if per_request { began } else { Instant::now() };
-        let connection = state
-            .connection
-            .as_mut()
-            .expect("ensure_connection stored a connection");
 
-        let result = tokio::time::timeout(
-            self.request_timeout,
-            connection.exchange(&self.template),
-        )
-        .await;
+        let result = tokio::time::timeout(self.request_timeout, self.exchange(state, in_window)).await;
         let done = Instant::now();
-        let failed = !matches!(result, Ok(Ok(_)));
-        if failed || per_request {
+        if !matches!(result, Ok(Ok(_))) {
             // The connection's state is unknown after a failed or abandoned request.
             state.connection = None;
         }
@@ -237,7 +233,7 @@ impl Worker {
 
         let status = match result {
             Ok(Ok(status)) => status,
-            Ok(Err(error)) => return Err((ErrorKind::Io, error.to_string())),
+            Ok(Err(failure)) => return Err(failure),
             Err(_) => {
                 let message = format!("no complete response within {:?}", self.request_timeout);
                 return Err((ErrorKind::Timeout, message));
@@ -257,20 +253,48 @@ impl Worker {
         }
     }
 
-    /// Makes `state.connection` a connection that accepts a request: a new one for every
-    /// request with [`ConnectionReuse::PerRequest`], else the current one, replaced if
-    /// there is none or the peer closed it.
-    async fn ensure_connection(&self, state: &mut WorkerState, in_window: bool) -> io::Result<()> {
-        let keep_alive = self.workload.connection_reuse == ConnectionReuse::KeepAlive;
-        if let Some(connection) = state.connection.as_mut().filter(|_| keep_alive) {
-            let ready = tokio::time::timeout(self.request_timeout, connection.ready()).await;
-            if matches!(ready, Ok(Ok(()))) {
-                return Ok(());
+    /// Runs the request over `state.connection`, which must be open.
+    ///
+    /// A keep-alive connection that the server closed while it was idle fails before
+    /// any response byte arrives. A `GET` is idempotent, so the request then goes once
+    /// more over a new connection, as RFC 9110 (section 9.2.2) allows.
+    async fn exchange(&self, state: &mut WorkerState, in_window: bool) -> Result<StatusCode, (ErrorKind, String)> {
+        let connection = state
+            .connection
+            .as_mut()
+            .expect("ensure_connection opened a connection");
+        match connection.exchange(&self.template).await {
+            Ok(status) => return Ok(status),
+            Err(ExchangeError::Io(error)) => return Err((ErrorKind::Io, error.to_string())),
+            Err(ExchangeError::Stale(error)) => {
+                tracing::debug!(worker = self.index, %error, "keep-alive connection was closed, sending again on a new one");
             }
         }
         state.connection = None;
+        if let Err(error) = self.ensure_connection(state, in_window).await {
+            return Err((ErrorKind::Connect, error.to_string()));
+        }
+        let connection = state
+            .connection
+            .as_mut()
+            .expect("ensure_connection opened a connection");
+        connection
+            .exchange(&self.template)
+            .await
+            .map_err(|error| (ErrorKind::Io, error.to_string()))
+    }
+
+    /// Makes `state.connection` a connection that accepts a request: a new one for every
+    /// request with [`ConnectionReuse::PerRequest`], else the current one, replaced if
+    /// there is none or it cannot carry another request.
+    async fn ensure_connection(&self, state: &mut WorkerState, in_window: bool) -> io::Result<()> {
+        let keep_alive = self.workload.connection_reuse == ConnectionReuse::KeepAlive;
+        if keep_alive && state.connection.as_ref().is_some_and(Connection::is_reusable) {
+            return Ok(());
+        }
 
         let began = Instant::now();
+        state.connection = None;
         let connection = Connection::open(self.target, self.request_timeout).await?;
         record_duration(&mut state.stats.connect_time, began.elapsed());
         if in_window {

@@ -1,4 +1,4 @@
-//! How a load run paces its requests and how it uses connections.
+//! Workload models: the arrival process of requests and the use of connections.
 
 use std::fmt;
 
@@ -35,13 +35,14 @@ impl Arrival {
         }
     }
 
-    /// Whether sends follow a schedule of intended times, so that a target rate exists.
+    /// Returns whether sends follow a schedule of intended times, so that a target rate
+    /// exists.
     pub fn is_open_loop(self) -> bool {
         !matches!(self, Self::Closed)
     }
 }
 
-/// How requests map onto TCP connections.
+/// Mapping of requests onto TCP connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionReuse {

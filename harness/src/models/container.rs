@@ -77,6 +77,7 @@ impl ContainerModel {
         Config {
             image: Some(image.to_string()),
             user,
+            env: Some(vec![format!("READY_DELAY_MS={}", env.scenario.service.ready_delay.as_millis())]),
             exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
             labels: Some(HashMap::from([
                 (MANAGED_LABEL.to_string(), "true".to_string()),
@@ -154,6 +155,12 @@ impl ContainerModel {
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         docker.remove_container(id, Some(options)).await
     }
+}
+
+/// The hardened configuration of a distroless container, which the function model's
+/// sandboxes reuse unchanged.
+pub(crate) fn hardened_config(image: &str, env: &ModelEnv) -> Config<String> {
+    ContainerModel::new(ContainerFlavor::Distroless).container_config(image, env)
 }
 
 #[async_trait]

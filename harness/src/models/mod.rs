@@ -13,10 +13,12 @@ use crate::artifacts::{ArtifactCache, ServiceBinary};
 use crate::scenario::{ModelKind, Scenario};
 
 mod container;
+pub mod function;
 mod process;
 mod vm;
 
 pub use container::{ContainerFlavor, ContainerModel};
+pub use function::{measure_function_patterns, FunctionInstance, FunctionModel};
 pub use process::ProcessModel;
 pub use vm::{GuestMemory, VmHandle, VmModel};
 
@@ -91,6 +93,8 @@ pub enum InstanceHandle {
     Container { id: String, pid: u32, cgroup: crate::measure::cgroup::Cgroup },
     /// A QEMU process with its overlay disk, QMP socket and serial console.
     Vm(Box<VmHandle>),
+    /// A scale-to-zero gateway with the sandboxes it started.
+    Function(Box<FunctionInstance>),
 }
 
 /// Resource accounting of one instance at one moment.
@@ -151,5 +155,6 @@ pub fn create(kind: ModelKind) -> Box<dyn DeploymentModel> {
         ModelKind::Distroless => Box::new(ContainerModel::new(ContainerFlavor::Distroless)),
         ModelKind::FatImage => Box::new(ContainerModel::new(ContainerFlavor::FatImage)),
         ModelKind::Vm => Box::new(VmModel::default()),
+        ModelKind::Function => Box::new(FunctionModel::default()),
     }
 }

@@ -59,6 +59,7 @@ impl DeploymentModel for ProcessModel {
         let origin = Instant::now();
         let mut child = tokio::process::Command::new(binary)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--ready-delay-ms", &env.scenario.service.ready_delay.as_millis().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

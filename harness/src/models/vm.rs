@@ -3,7 +3,7 @@
 //! through a user-mode network forward on 127.0.0.1.
 //!
 //! The accelerator is chosen once, in `prepare`: KVM when a short test boot under KVM
-//! works, else TCG (or as the scenario's `[vm] accelerator` says), and the label records
+//! works, else TCG (or as the scenario's `[vm] accelerator` sets), and the label records
 //! it. Each boot writes to its own qcow2 overlay in a temporary folder that also holds
 //! the QMP socket and the serial console log. The folder goes when the instance stops
 //! or its handle drops, and QEMU is killed when its handle drops.
@@ -62,7 +62,7 @@ pub struct VmHandle {
     /// Times of the boot events read from the serial console.
     console_phases: ConsolePhases,
     qmp_socket: PathBuf,
-    /// Holds the overlay, the QMP socket and the serial log.
+    /// Temporary folder with the overlay, the QMP socket and the serial log.
     directory: tempfile::TempDir,
 }
 
@@ -132,7 +132,7 @@ impl VmHandle {
         named
     }
 
-    /// The folder of the overlay, the QMP socket and the serial log.
+    /// Returns the folder of the overlay, the QMP socket and the serial log.
     pub fn directory(&self) -> &std::path::Path {
         self.directory.path()
     }
@@ -150,7 +150,7 @@ impl VmHandle {
         GuestMemory::from_stats(&value)
     }
 
-    /// The serial console's last lines and QEMU's stderr, for error messages.
+    /// Returns the serial console's last lines and QEMU's stderr, for error messages.
     fn failure_detail(&self) -> String {
         format!(
             "last serial console lines:\n{}\nQEMU stderr: {}",
@@ -226,23 +226,23 @@ struct OutputTail {
 impl OutputTail {
     fn spawn(mut stream: impl AsyncRead + Unpin + Send + 'static) -> OutputTail {
         let text = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&text);
+        let shared = Arc::clone(&text);
         let task = tokio::spawn(async move {
             let mut buffer = [0u8; 1024];
             while let Ok(count) = stream.read(&mut buffer).await {
                 if count == 0 {
                     break;
                 }
-                let mut kept = kept.lock().expect("no code panics while holding the output tail");
-                kept.extend_from_slice(&buffer[..count]);
-                let excess = kept.len().saturating_sub(STDERR_TAIL_BYTES);
-                kept.drain(..excess);
+                let mut tail = shared.lock().expect("no code panics while holding the output tail");
+                tail.extend_from_slice(&buffer[..count]);
+                let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                tail.drain(..excess);
             }
         });
         OutputTail { text, task }
     }
 
-    /// The text read so far, or `None` when there was none.
+    /// Returns the text read so far, or `None` when there was none.
     fn text(&self) -> Option<String> {
         let bytes = self.text.lock().expect("no code panics while holding the output tail");
         let text = String::from_utf8_lossy(&bytes).trim().to_string();
@@ -264,15 +264,15 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl VmModel {
-    /// Picks the accelerator that the scenario asks for, running the KVM test boot
-    /// unless it asks for TCG.
+    /// Picks the accelerator that the scenario requests, running the KVM test boot
+    /// unless it requests TCG.
     async fn choose_accelerator(
         choice: VmAccelerator,
         disk: &VmDisk,
         progress: &(dyn for<'m> Fn(&'m str) + Sync),
     ) -> Result<Accelerator, ModelError> {
         if choice == VmAccelerator::Tcg {
-            tracing::info!("TCG, as the scenario asks");
+            tracing::info!("TCG, as the scenario requests");
             return Ok(Accelerator::Tcg);
         }
         progress("test boot under KVM");
@@ -443,7 +443,7 @@ async fn wait_healthy(handle: &mut VmHandle, address: SocketAddr, probe: Probe, 
             Ok(None) => return Err("the serial console ended before systemd started".to_string()),
             Ok(Some(_)) => {}
         }
-        probe.first_200(address).await.map_err(|error| error.to_string())
+        qemu::forward::first_200(address, &probe).await
     };
     tokio::select! {
         result = healthy => result,

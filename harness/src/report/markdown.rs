@@ -3,11 +3,15 @@
 use std::fmt::Write;
 
 use super::data::RunData;
-use super::plots::{PlotFiles, PLOT_NAMES};
-use super::{findings, record, tables};
+use super::plots::{PlotFiles, FUNCTION_PLOT_NAMES, PLOT_NAMES};
+use super::{findings, function, pull, record, tables};
 
 /// Alternative text of each plot in [`PLOT_NAMES`], in the same order.
-const PLOT_ALT_TEXTS: [&str; 4] = ["boot time", "memory overhead", "latency percentiles", "image size"];
+const PLOT_ALT_TEXTS: [&str; 5] =
+    ["boot time", "memory overhead", "latency percentiles", "image size", "cold pull time against image size"];
+
+/// Alternative text of each plot in [`FUNCTION_PLOT_NAMES`], in the same order.
+const FUNCTION_PLOT_ALT_TEXTS: [&str; 2] = ["function cold start against warm request", "function instances over time"];
 
 pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     let meta = &data.meta;
@@ -48,6 +52,12 @@ pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     section(&mut out, "### Memory", &tables::memory(data));
     section(&mut out, "### Image size", &tables::image(data));
     section(&mut out, "### Load", &tables::load(data));
+    if let Some(function) = function::section(data) {
+        section(&mut out, "### Function model: cold starts behind the gateway", &function);
+    }
+    section(&mut out, "### Pull latency", &pull::table(data));
+    section(&mut out, "### Pull time against the 80% claim", &pull::claim(data));
+    section(&mut out, "### Deploy cycle", &pull::deploy_table(data));
     if let Some(other) = tables::other(data) {
         section(&mut out, "### Other metrics", &other);
     }
@@ -64,7 +74,8 @@ pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     for reason in &plot_files.skipped {
         let _ = writeln!(out, "> {reason}\n");
     }
-    for (name, alt) in PLOT_NAMES.iter().zip(PLOT_ALT_TEXTS) {
+    let function_plots = FUNCTION_PLOT_NAMES.iter().zip(FUNCTION_PLOT_ALT_TEXTS);
+    for (name, alt) in PLOT_NAMES.iter().zip(PLOT_ALT_TEXTS).chain(function_plots) {
         let written = |extension: &str| {
             plot_files.written.iter().any(|path| {
                 path.file_name()

@@ -7,8 +7,11 @@ mod claims;
 mod data;
 mod findings;
 mod format;
+mod function;
+pub mod history;
 mod markdown;
 mod plots;
+mod pull;
 mod record;
 mod tables;
 

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::results::Summary;
 
 use super::data::RunData;
-use super::format;
+use super::{format, function};
 
 /// Metrics that a dedicated table or the key findings already show.
 const COVERED_METRICS: &[&str] = &[
@@ -21,6 +21,9 @@ const COVERED_METRICS: &[&str] = &[
     "errors",
     "cpu_ms_per_1k_req",
     "utilization_pct",
+    crate::measure::pull::METRIC,
+    crate::measure::pull::ROUND_TRIPS_METRIC,
+    crate::measure::deploy::METRIC,
 ];
 
 const LATENCY_PHASES: [&str; 5] = ["p50", "p90", "p99", "p99.9", "max"];
@@ -129,7 +132,9 @@ pub fn memory(data: &RunData) -> String {
     let mut out = String::from(
         "`instance` is the cgroup's usage minus inactive file cache (for `process`, its RSS), \
          `runtime` is the container shim's PSS, `total` is their sum, and `overhead` is the total \
-         minus the median total of `process`.\n\n",
+         minus the median total of `process`. For `function`, `total` is one warm instance \
+         without the gateway, and `idle_after_window` is the memory of the sandboxes the engine \
+         still listed after a load pattern's keep-warm window, 0 when none was left.\n\n",
     );
     out.push_str(&long_table(&rows));
     out
@@ -148,7 +153,11 @@ pub fn image(data: &RunData) -> String {
     if rows.is_empty() {
         return no_samples("image_mib");
     }
-    let mut out = String::from("For `process` the image is the service binary alone.\n\n");
+    let mut out = String::from(
+        "For `process` the image is the service binary alone. The `pulled_` rows describe the copy \
+         of the image that the pull measurement pulls: the compressed layer bytes a cold and a warm \
+         pull download, and its uncompressed size.\n\n",
+    );
     out.push_str(&long_table(&rows));
     out
 }
@@ -248,7 +257,7 @@ pub fn other(data: &RunData) -> Option<String> {
     let rows: Vec<(String, &Summary)> = data
         .summaries
         .iter()
-        .filter(|summary| !COVERED_METRICS.contains(&summary.metric.as_str()))
+        .filter(|summary| !COVERED_METRICS.contains(&summary.metric.as_str()) && !function::shows(summary))
         .map(|summary| {
             let measure = if summary.phase.is_empty() {
                 summary.metric.clone()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod context;
+pub mod history;
 mod stats;
 
 pub use context::{meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, RunMeta};
@@ -64,6 +65,8 @@ pub const SAMPLES_FILE: &str = "samples.csv";
 pub const SUMMARY_FILE: &str = "summary.csv";
 pub const META_FILE: &str = "run.json";
 pub const REPORT_FILE: &str = "report.md";
+/// File name of the history of every run, beside the folder of run folders.
+pub const HISTORY_FILE: &str = "history.csv";
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
 /// so a reader never sees a half-written file, even when the disk fills up.
@@ -111,7 +114,7 @@ pub fn write_meta(folder: &Path, meta: &RunMeta) -> Result<(), ResultsError> {
     write_atomic(&path, &bytes)
 }
 
-fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ResultsError> {
+pub(crate) fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ResultsError> {
     let mut reader = csv::Reader::from_path(path).map_err(|error| match error.kind() {
         csv::ErrorKind::Io(_) => ResultsError::Read {
             path: path.to_path_buf(),

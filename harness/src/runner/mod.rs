@@ -126,6 +126,13 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     meta.checks = collected.checks;
     let samples = measure_model::with_overhead(collected.samples);
     save(&folder, &samples, &meta)?;
+    let history = options.output_root.parent().unwrap_or(Path::new(".")).join(results::HISTORY_FILE);
+    let summaries = results::summarize(&samples);
+    if let Err(error) = results::history::append_history(&history, &run_id, &meta, &summaries) {
+        // The run folder is complete; only the trend file could not be updated.
+        tracing::warn!(%error, history = %history.display(), "cannot append to the run history");
+        eprintln!("deploybench: {error}");
+    }
     let failed_models = meta
         .models
         .iter()

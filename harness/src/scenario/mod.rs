@@ -20,10 +20,12 @@ pub enum ModelKind {
     FatImage,
     Distroless,
     Vm,
+    Function,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [ModelKind::Process, ModelKind::FatImage, ModelKind::Distroless, ModelKind::Vm];
+    pub const ALL: [ModelKind; 5] =
+        [ModelKind::Process, ModelKind::FatImage, ModelKind::Distroless, ModelKind::Vm, ModelKind::Function];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl ModelKind {
             ModelKind::FatImage => "fat-image",
             ModelKind::Distroless => "distroless",
             ModelKind::Vm => "vm",
+            ModelKind::Function => "function",
         }
     }
 
@@ -55,7 +58,11 @@ pub struct Scenario {
     pub memory: MemorySettings,
     pub load: LoadSettings,
     pub limits: ContainerLimits,
+    pub service: ServiceSettings,
     pub vm: VmSettings,
+    pub function: FunctionSettings,
+    pub pull: PullSettings,
+    pub deploy: DeploySettings,
     /// The file exactly as read, kept for the run's record.
     #[serde(skip)]
     pub source_text: String,
@@ -89,6 +96,49 @@ pub struct LoadSettings {
     /// Path and query of every request, for example `/work?n=1000`.
     pub path: String,
     pub request_timeout: Duration,
+    /// Load patterns to run, in order; `steady` is the open-loop rate above.
+    pub patterns: Vec<LoadPattern>,
+    /// Requests in each burst of the `bursty` pattern, sent at `rate`.
+    pub burst_requests: u32,
+    /// Idle time between the bursts of the `bursty` pattern.
+    pub burst_gap: Duration,
+    /// Number of bursts in the `bursty` pattern.
+    pub bursts: u32,
+    /// Requests sent at once by the `spike` pattern.
+    pub spike_concurrency: u32,
+}
+
+/// A shape of load over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadPattern {
+    /// The open-loop rate of `[load]` for its duration.
+    Steady,
+    /// Bursts of requests separated by idle gaps, so that a scale-to-zero fleet goes
+    /// cold between bursts.
+    Bursty,
+    /// From idle to many concurrent requests at once.
+    Spike,
+}
+
+impl LoadPattern {
+    pub const ALL: [LoadPattern; 3] = [LoadPattern::Steady, LoadPattern::Bursty, LoadPattern::Spike];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadPattern::Steady => "steady",
+            LoadPattern::Bursty => "bursty",
+            LoadPattern::Spike => "spike",
+        }
+    }
+}
+
+/// Settings of the reference service itself, the same under every model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSettings {
+    /// Time the service answers /health with 503 after it starts: a deliberate
+    /// slowdown, to prove that a regression check catches a slower boot.
+    pub ready_delay: Duration,
 }
 
 /// Resource limits for hardened containers.
@@ -112,6 +162,69 @@ pub struct VmSettings {
     /// Time allowed from the QEMU spawn to the first 200 from /health, in place of
     /// `boot.timeout`.
     pub timeout: Duration,
+}
+
+/// Settings of the `function` deployment model's gateway, from the optional
+/// `[function]` section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionSettings {
+    /// Idle time after which a warm instance is stopped and removed.
+    pub keep_warm: Duration,
+    /// Maximum number of instances at once, instances still starting included.
+    pub max_instances: u32,
+    /// Requests that one instance serves at once; 1 as on AWS Lambda.
+    pub concurrency: u32,
+    /// Maximum number of requests waiting for an instance. The gateway rejects any
+    /// further request with 503.
+    pub queue_limit: u32,
+    /// Maximum time a request waits in the queue before the gateway rejects it with 503.
+    pub queue_timeout: Duration,
+}
+
+/// Settings of the pull measurement, from the optional `[pull]` section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PullSettings {
+    pub enabled: bool,
+    /// Cold and warm pulls measured per link profile and image.
+    pub repetitions: u32,
+    /// Links a pull is measured or computed for, besides the unshaped loopback.
+    pub profiles: Vec<LinkProfile>,
+}
+
+/// A network link between a registry and a host: its bandwidth and its one-way delay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkProfile {
+    /// Name used in sample phases, for example `cloud-100m`.
+    pub name: String,
+    /// Bandwidth in Mbit/s (10^6 bit/s).
+    pub bandwidth_mbit: f64,
+    /// Delay added to each round trip, in milliseconds.
+    pub delay_ms: f64,
+}
+
+impl LinkProfile {
+    /// Profile name of the pull over the loopback without shaping, which every computed
+    /// figure starts from; scenario profiles cannot take it.
+    pub const UNSHAPED_NAME: &'static str = "unshaped";
+
+    /// Returns the profiles a scenario gets when `[pull]` lists none: a 1 Gbit/s LAN, a
+    /// 100 Mbit/s cloud link with 10 ms round trips, and a 20 Mbit/s edge link with 40 ms.
+    pub fn defaults() -> Vec<LinkProfile> {
+        let profile = |name: &str, bandwidth_mbit: f64, delay_ms: f64| LinkProfile {
+            name: name.to_string(),
+            bandwidth_mbit,
+            delay_ms,
+        };
+        vec![profile("lan-1g", 1000.0, 0.0), profile("cloud-100m", 100.0, 10.0), profile("edge-20m", 20.0, 40.0)]
+    }
+}
+
+/// Settings of the deploy-cycle measurement, from the optional `[deploy]` section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploySettings {
+    pub enabled: bool,
+    /// Deploy cycles measured per deployment model.
+    pub repetitions: u32,
 }
 
 /// The QEMU accelerator a scenario asks for.

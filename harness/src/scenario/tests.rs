@@ -221,3 +221,158 @@ fn vm_unknown_key_rejected() {
     assert_eq!(line, 4);
     assert!(message.contains("cpus"), "{message}");
 }
+
+#[test]
+fn function_model_named_function() {
+    assert_eq!(ModelKind::from_name("function"), Some(ModelKind::Function));
+    assert_eq!(ModelKind::Function.name(), "function");
+    let scenario = parse("models = [\"function\"]\n").unwrap();
+    assert_eq!(scenario.models, vec![ModelKind::Function]);
+}
+
+#[test]
+fn function_section_defaults() {
+    let scenario = parse(MINIMAL).unwrap();
+    assert_eq!(scenario.function.keep_warm, Duration::from_secs(5));
+    assert_eq!(scenario.function.max_instances, 4);
+    assert_eq!(scenario.function.concurrency, 1);
+    assert_eq!(scenario.function.queue_limit, 64);
+    assert_eq!(scenario.function.queue_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn function_section_parses() {
+    let text = r#"
+models = ["function"]
+
+[function]
+keep_warm_s = 2.5
+max_instances = 8
+concurrency = 4
+queue_limit = 0
+queue_timeout_s = 0.5
+"#;
+    let scenario = parse(text).unwrap();
+    assert_eq!(scenario.function.keep_warm, Duration::from_millis(2500));
+    assert_eq!(scenario.function.max_instances, 8);
+    assert_eq!(scenario.function.concurrency, 4);
+    assert_eq!(scenario.function.queue_limit, 0);
+    assert_eq!(scenario.function.queue_timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn function_invalid_values_rejected() {
+    let cases = [
+        ("keep_warm_s = 0\n", "function.keep_warm_s"),
+        ("keep_warm_s = nan\n", "function.keep_warm_s"),
+        ("max_instances = 0\n", "function.max_instances"),
+        ("max_instances = 100000\n", "function.max_instances"),
+        ("concurrency = 0\n", "function.concurrency"),
+        ("queue_limit = 2000000\n", "function.queue_limit"),
+        ("queue_timeout_s = 0\n", "function.queue_timeout_s"),
+    ];
+    for (line_text, key) in cases {
+        let text = format!("models = [\"function\"]\n[function]\n{line_text}");
+        let (line, message) = rejection(&text);
+        assert_eq!(line, 3, "{key}: {message}");
+        assert!(message.contains(key), "{key}: {message}");
+    }
+}
+
+#[test]
+fn function_unknown_key_rejected() {
+    let (line, message) = rejection("models = [\"function\"]\n[function]\nkeep_warm_s = 9\nwarm_s = 2\n");
+    assert_eq!(line, 4);
+    assert!(message.contains("warm_s"), "{message}");
+}
+
+#[test]
+fn load_pattern_defaults() {
+    let scenario = parse(MINIMAL).unwrap();
+    assert_eq!(scenario.load.patterns, vec![LoadPattern::Steady]);
+    assert_eq!(scenario.load.burst_requests, 10);
+    assert_eq!(scenario.load.bursts, 3);
+    assert_eq!(scenario.load.spike_concurrency, 16);
+    assert_eq!(scenario.load.burst_gap, Duration::from_secs(7), "keep_warm_s 5 plus 2 s");
+}
+
+#[test]
+fn load_pattern_string_or_array() {
+    let single = parse("models = [\"function\"]\n[load]\npattern = \"spike\"\n").unwrap();
+    assert_eq!(single.load.patterns, vec![LoadPattern::Spike]);
+    let text = r#"
+models = ["function", "distroless"]
+[load]
+pattern = ["bursty", "spike", "steady"]
+burst_requests = 5
+burst_gap_s = 8
+bursts = 2
+spike_concurrency = 12
+[function]
+keep_warm_s = 3
+"#;
+    let scenario = parse(text).unwrap();
+    assert_eq!(scenario.load.patterns, vec![LoadPattern::Bursty, LoadPattern::Spike, LoadPattern::Steady]);
+    assert_eq!(scenario.load.burst_requests, 5);
+    assert_eq!(scenario.load.burst_gap, Duration::from_secs(8));
+    assert_eq!(scenario.load.bursts, 2);
+    assert_eq!(scenario.load.spike_concurrency, 12);
+}
+
+#[test]
+fn load_pattern_invalid_rejected() {
+    let cases = [
+        ("pattern = \"ramp\"\n", "one of steady, bursty, spike"),
+        ("pattern = 3\n", "load.pattern 3 is invalid"),
+        ("pattern = []\n", "at least one"),
+        ("pattern = [\"spike\", \"spike\"]\n", "twice"),
+        ("burst_requests = 0\n", "load.burst_requests"),
+        ("bursts = 0\n", "load.bursts"),
+        ("spike_concurrency = 0\n", "load.spike_concurrency"),
+        ("burst_gap_s = 0\n", "load.burst_gap_s"),
+    ];
+    for (line_text, expected) in cases {
+        let text = format!("models = [\"process\"]\n[load]\n{line_text}");
+        let (line, message) = rejection(&text);
+        assert_eq!(line, 3, "{expected}: {message}");
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+}
+
+#[test]
+fn burst_gap_within_keep_warm_rejected() {
+    let text = "models = [\"function\"]\n[function]\nkeep_warm_s = 5\n[load]\nburst_gap_s = 5\n";
+    let (line, message) = rejection(text);
+    assert_eq!(line, 5);
+    assert!(message.contains("load.burst_gap_s = 5"), "{message}");
+    assert!(message.contains("longer than function.keep_warm_s = 5"), "{message}");
+}
+
+#[test]
+fn burst_gap_free_without_function() {
+    let text = "models = [\"distroless\"]\n[function]\nkeep_warm_s = 5\n[load]\nburst_gap_s = 1\n";
+    let scenario = parse(text).unwrap();
+    assert_eq!(scenario.load.burst_gap, Duration::from_secs(1));
+}
+
+#[test]
+fn keep_warm_within_settle_rejected() {
+    let text = "models = [\"function\"]\n[memory]\nsettle_s = 3\n[function]\nkeep_warm_s = 2\n";
+    let (line, message) = rejection(text);
+    assert_eq!(line, 5);
+    assert!(message.contains("function.keep_warm_s = 2"), "{message}");
+    assert!(message.contains("memory.settle_s = 3"), "{message}");
+
+    let default_keep_warm = "models = [\"function\"]\n[memory]\nsettle_s = 5\n";
+    let (line, message) = rejection(default_keep_warm);
+    assert_eq!(line, 3, "points at settle_s when keep_warm_s is not set: {message}");
+}
+
+#[test]
+fn service_ready_delay_parsed() {
+    let scenario = parse("models = [\"process\"]\n[service]\nready_delay_ms = 250\n").unwrap();
+    assert_eq!(scenario.service.ready_delay, Duration::from_millis(250));
+    assert_eq!(parse(MINIMAL).unwrap().service.ready_delay, Duration::ZERO);
+    let (line, message) = rejection("models = [\"process\"]\n[service]\nready_delay_ms = -1\n");
+    assert_eq!(line, 3, "{message}");
+}

@@ -180,7 +180,7 @@ mod tests {
     }
 
     /// Runs a fake QMP server on a socket in `directory` that sends the greeting, then
-    /// answers each request line with the next scripted lines in `replies`, with `{id}`
+    /// replies to each request line with the next scripted lines in `replies`, with `{id}`
     /// replaced by the request's id. Returns the socket path and the requests it read.
     fn fake_server(directory: &Path, replies: Vec<Vec<&'static str>>) -> (PathBuf, tokio::task::JoinHandle<Vec<Value>>) {
         let path = directory.join("qmp.sock");

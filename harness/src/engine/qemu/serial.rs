@@ -27,7 +27,7 @@ pub enum ConsoleEvent {
     InitReached,
 }
 
-/// Recognises the boot event in one console line, if it holds one.
+/// Recognises the boot event in one console line, if it contains one.
 pub fn classify(line: &str) -> Option<ConsoleEvent> {
     if line.contains("Linux version ") {
         Some(ConsoleEvent::KernelStarted)
@@ -46,7 +46,7 @@ pub struct ConsolePhases {
 }
 
 impl ConsolePhases {
-    /// Records the first occurrence of the event in `line`; returns true when it was new.
+    /// Records the first occurrence of the event in `line` and returns true when it was new.
     pub fn record(&mut self, line: &str, elapsed: Duration) -> bool {
         let slot = match classify(line) {
             Some(ConsoleEvent::KernelStarted) => &mut self.kernel,
@@ -91,14 +91,14 @@ impl SerialConsole {
         self.state.borrow().phases
     }
 
-    /// Waits until systemd's first line appears; returns `None` when the console ends
-    /// first.
+    /// Waits until systemd's first line appears and returns its time, or `None` when the
+    /// console ends first.
     pub async fn init_reached(&mut self) -> Option<Duration> {
         let state = self.state.wait_for(|state| state.phases.init.is_some() || state.closed).await.ok()?;
         state.phases.init
     }
 
-    /// The last console lines, oldest first, one per line.
+    /// Returns the last console lines, oldest first, joined by newlines.
     pub fn tail(&self) -> String {
         let lines = self.tail.lock().expect("no code panics while holding the console tail");
         if lines.is_empty() {

@@ -9,9 +9,9 @@ use super::scale::{Scale, TickedAxis};
 use super::{Figure, Group, Plot, ScaleRule};
 use crate::results::quantile;
 
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub(super) type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 /// Half the width of a box or bar, in category units (categories sit 1 apart).
 const HALF_WIDTH: f64 = 0.25;
@@ -31,6 +31,9 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &Plot) -> D
             style,
         ))?;
         return Ok(());
+    }
+    if let Figure::Series { x_label, series } = &plot.figure {
+        return super::function::draw_series(root, plot, x_label, series);
     }
 
     let scale = match plot.scale {
@@ -111,6 +114,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &Plot) -> D
             let entries: Vec<(&str, RGBColor)> = series.iter().map(|line| (line.label.as_str(), line.color)).collect();
             draw_legend(&chart.plotting_area().strip_coord_spec(), &entries)?;
         }
+        Figure::Series { .. } => unreachable!("drawn by function::draw_series above"),
     }
     Ok(())
 }
@@ -230,7 +234,7 @@ fn draw_bar<DB: DrawingBackend>(
 }
 
 /// Draws a legend box in the upper left corner of `area`, one colored line per entry.
-fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(&str, RGBColor)]) -> DrawResult<DB> {
+pub(super) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(&str, RGBColor)]) -> DrawResult<DB> {
     if entries.is_empty() {
         return Ok(());
     }

@@ -1,12 +1,15 @@
 //! The report's plots, each written as SVG and, when the font is available, as PNG.
 
 mod draw;
+mod function;
+mod pull_time;
 mod scale;
 mod svg;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::data::RunData;
@@ -17,6 +20,7 @@ use crate::results::write_atomic;
 pub use scale::{wants_log, Scale};
 #[cfg(test)]
 pub use svg::estimate_text_size;
+pub use function::FUNCTION_PLOT_NAMES;
 pub use svg::FontFreeSvg;
 
 /// Plot size in pixels; SVG files use the same size as their view box.
@@ -26,14 +30,14 @@ const SIZE: (u32, u32) = (960, 560);
 pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Base names of the plot files, without the `.png` or `.svg` extension.
-pub const PLOT_NAMES: [&str; 4] = ["boot_ms", "memory_overhead_mib", "latency_ms", "image_mib"];
+pub const PLOT_NAMES: [&str; 5] = ["boot_ms", "memory_overhead_mib", "latency_ms", "image_mib", pull_time::NAME];
 
 /// Latency percentiles on the x-axis of the latency plot, in order.
 const LATENCY_PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "p99.9"];
 
 /// Colors by model position, so a model has the same color in every plot
 /// (the "tab10" palette of matplotlib).
-const PALETTE: [RGBColor; 10] = [
+pub const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -77,6 +81,8 @@ pub enum Figure {
     Bars(Vec<Group>),
     /// One line per model over shared x-axis categories.
     Lines { categories: Vec<String>, series: Vec<Line> },
+    /// Step lines over a linear time axis.
+    Series { x_label: String, series: Vec<function::Series> },
 }
 
 impl Figure {
@@ -90,6 +96,9 @@ impl Figure {
                 .iter()
                 .flat_map(|line| line.values.iter().flatten().copied())
                 .collect(),
+            Figure::Series { series, .. } => {
+                series.iter().flat_map(|line| line.points.iter().map(|point| point.1)).collect()
+            }
         };
         values.into_iter().filter(|value| value.is_finite()).collect()
     }
@@ -102,6 +111,7 @@ impl Figure {
                 .map(|group| format!("{} (n {})", group.label, group.values.len()))
                 .collect(),
             Figure::Lines { categories, .. } => categories.clone(),
+            Figure::Series { .. } => Vec::new(),
         }
     }
 }
@@ -125,6 +135,28 @@ pub struct Plot {
     pub value_label: fn(f64) -> String,
     /// Shown instead of the figure when it has no values.
     pub empty_message: String,
+}
+
+/// A figure to draw into one plot file: a category plot or the pull plot.
+enum Drawing<'a> {
+    Categories(&'a Plot),
+    PullTime(&'a RunData),
+}
+
+impl Drawing<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Drawing::Categories(plot) => plot.name,
+            Drawing::PullTime(_) => pull_time::NAME,
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        match self {
+            Drawing::Categories(plot) => draw::draw(root, plot).map_err(|error| error.to_string()),
+            Drawing::PullTime(data) => pull_time::draw(root, data).map_err(|error| error.to_string()),
+        }
+    }
 }
 
 /// The plot files written, and why any were not.
@@ -268,6 +300,7 @@ fn register_font(path: &Path) -> Result<(), String> {
 }
 
 /// Writes every plot as SVG into `folder`, and as PNG when the font at `font_path` loads.
+/// The function plots are written only when the run has function samples.
 pub fn write_plots(data: &RunData, folder: &Path, font_path: &Path) -> Result<PlotFiles, ReportError> {
     let mut files = PlotFiles::default();
     let font = register_font(font_path);
@@ -277,21 +310,45 @@ pub fn write_plots(data: &RunData, folder: &Path, font_path: &Path) -> Result<Pl
         ));
     }
 
-    for plot in plots(data) {
-        let svg_path = folder.join(format!("{}.svg", plot.name));
-        write_svg(&plot, &svg_path)?;
+    let mut category_plots = plots(data);
+    category_plots.extend(function::plots(data));
+    let drawings = category_plots.iter().map(Drawing::Categories).chain([Drawing::PullTime(data)]);
+    for drawing in drawings {
+        let svg_path = folder.join(format!("{}.svg", drawing.name()));
+        write_svg(&drawing, &svg_path)?;
         files.written.push(svg_path);
 
         if font.is_ok() {
-            let png_path = folder.join(format!("{}.png", plot.name));
-            write_png(&plot, &png_path)?;
+            let png_path = folder.join(format!("{}.png", drawing.name()));
+            write_png(&drawing, &png_path)?;
             files.written.push(png_path);
         }
     }
     Ok(files)
 }
 
-fn write_svg(plot: &Plot, path: &Path) -> Result<(), ReportError> {
+/// Writes any set of category plots as SVG, and as PNG when the font loads.
+pub fn write_plot_set(plots: &[Plot], folder: &Path, font_path: &Path) -> Result<PlotFiles, ReportError> {
+    let mut files = PlotFiles::default();
+    let font = register_font(font_path);
+    if let Err(reason) = &font {
+        files.skipped.push(format!("PNG plots skipped because {reason}. Install fonts-dejavu-core to get them."));
+    }
+    for plot in plots {
+        let drawing = Drawing::Categories(plot);
+        let svg_path = folder.join(format!("{}.svg", plot.name));
+        write_svg(&drawing, &svg_path)?;
+        files.written.push(svg_path);
+        if font.is_ok() {
+            let png_path = folder.join(format!("{}.png", plot.name));
+            write_png(&drawing, &png_path)?;
+            files.written.push(png_path);
+        }
+    }
+    Ok(files)
+}
+
+fn write_svg(drawing: &Drawing, path: &Path) -> Result<(), ReportError> {
     let draw_error = |message: String| ReportError::Draw {
         path: path.to_path_buf(),
         message,
@@ -299,7 +356,7 @@ fn write_svg(plot: &Plot, path: &Path) -> Result<(), ReportError> {
     let mut text = String::new();
     {
         let root = FontFreeSvg(SVGBackend::with_string(&mut text, SIZE)).into_drawing_area();
-        draw::draw(&root, plot).map_err(|error| draw_error(error.to_string()))?;
+        drawing.draw(&root).map_err(draw_error)?;
         root.present().map_err(|error| draw_error(error.to_string()))?;
     }
     write_atomic(path, text.as_bytes()).map_err(|error| ReportError::write(path, error))
@@ -307,7 +364,7 @@ fn write_svg(plot: &Plot, path: &Path) -> Result<(), ReportError> {
 
 /// Draws the PNG into a hidden file beside `path` and renames it, so a reader never sees
 /// half a PNG. The hidden name keeps the `.png` ending that selects the PNG encoder.
-fn write_png(plot: &Plot, path: &Path) -> Result<(), ReportError> {
+fn write_png(drawing: &Drawing, path: &Path) -> Result<(), ReportError> {
     let draw_error = |message: String| ReportError::Draw {
         path: path.to_path_buf(),
         message,
@@ -320,7 +377,7 @@ fn write_png(plot: &Plot, path: &Path) -> Result<(), ReportError> {
 
     let drawn = (|| {
         let root = BitMapBackend::new(&partial, SIZE).into_drawing_area();
-        draw::draw(&root, plot).map_err(|error| error.to_string())?;
+        drawing.draw(&root)?;
         root.present().map_err(|error| error.to_string())
     })();
     if let Err(message) = drawn {
