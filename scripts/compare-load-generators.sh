@@ -114,7 +114,8 @@ if name == "wrk":
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 elif name == "oha":
     summary = json.loads(text)
-    requests = sum(summary["statusCodeDistribution"].values()) + sum(summary.get("errorDistribution", {}).values())
+    # Completed responses only: errorDistribution holds the requests aborted at the deadline.
+    requests = sum(summary["statusCodeDistribution"].values())
     seconds = summary["summary"]["total"]
     rps = summary["summary"]["requestsPerSec"]
 else:

@@ -1,8 +1,9 @@
 //! Boots the vm model once under QEMU and gets a 200 from /health through the
 //! 127.0.0.1 forward, then checks its phases, accounting, shutdown and cleanup.
 //!
-//! On a cold cache the disk is built first: debootstrap with a kernel and systemd takes
-//! 2 to 4 minutes, and the boot under TCG about a minute more.
+//! On a cold cache the disk is built first, which took 6 to 7 minutes on a 2-core host
+//! that was running other builds (load average 4 to 8). Boots under TCG took 55 to 86 s
+//! there, depending on that load.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

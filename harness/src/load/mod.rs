@@ -75,9 +75,9 @@ pub async fn run_open_loop(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
 /// [`LoadError::Unreachable`] if none of them opens. Workers whose first connect failed
 /// try again at their first send. With a new connection per request, one probe connect
 /// that is not counted in the report checks the target instead. No request leaves after
-/// `warmup + duration`. A request still in flight then takes at most three more
-/// `request_timeout` periods: the wait for its connection to accept it, a reconnect,
-/// and the request itself.
+/// `warmup + duration`. A request still in flight then takes at most two more
+/// `request_timeout` periods: a connect, and the request itself, which includes one
+/// resend over a new connection when a kept-alive one turns out to be closed.
 pub async fn run_load(spec: &LoadSpec, workload: Workload) -> Result<LoadReport, LoadError> {
     spec.validate_for(workload)?;
     let per_request = workload.connection_reuse == ConnectionReuse::PerRequest;
@@ -93,7 +93,6 @@ pub async fn run_load(spec: &LoadSpec, workload: Workload) -> Result<LoadReport,
         "starting load"
     );
 
-    // NOTE: a failed getrusage leaves the CPU figures at 0, so the CPU check passes.
     let cpu_before = cpu::process_cpu_time();
     let run_began = Instant::now();
     let (connections, connect_time) = if per_request {
@@ -125,16 +124,7 @@ pub async fn run_load(spec: &LoadSpec, workload: Workload) -> Result<LoadReport,
     let mut report = LoadReport::from_workers(spec, workload, &schedule, workers, connect_time);
     report.per_second = interval::take_intervals(&intervals);
     report.window_start_time = window_start_time;
-    report.run_time = run_began.elapsed();
-    report.cpu_capacity = cpu::capacity();
-    match (cpu_before, cpu::process_cpu_time()) {
-        (Ok(before), Ok(after)) => report.generator_cpu = after.saturating_sub(before),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "cannot read the CPU time of the generator, so the CPU check is skipped");
-        }
-    }
-    report.invalid_reasons = validity::invalid_reasons(&report);
-    report.valid = report.invalid_reasons.is_empty();
+    assess_generator(&mut report, run_began, cpu_before);
 
     tracing::info!(
         target_addr = %spec.target,
@@ -150,6 +140,21 @@ pub async fn run_load(spec: &LoadSpec, workload: Workload) -> Result<LoadReport,
         tracing::warn!(target_addr = %spec.target, %reason, "load run is invalid");
     }
     Ok(report)
+}
+
+/// Fills in the generator's run time and CPU figures and the validity of `report`.
+fn assess_generator(report: &mut LoadReport, run_began: Instant, cpu_before: std::io::Result<Duration>) {
+    report.run_time = run_began.elapsed();
+    report.cpu_capacity = cpu::capacity();
+    match (cpu_before, cpu::process_cpu_time()) {
+        (Ok(before), Ok(after)) => report.generator_cpu = after.saturating_sub(before),
+        // NOTE: the CPU figures then stay at 0, so the CPU check passes.
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "cannot read the CPU time of the generator, so the CPU check is skipped");
+        }
+    }
+    report.invalid_reasons = validity::invalid_reasons(report);
+    report.valid = report.invalid_reasons.is_empty();
 }
 
 /// Opens and closes one connection, so that a run with a new connection per request

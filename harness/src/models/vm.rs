@@ -4,7 +4,7 @@
 //!
 //! The accelerator is chosen once, in `prepare`: KVM when a short test boot under KVM
 //! works, else TCG (or as the scenario's `[vm] accelerator` sets), and the label records
-//! it. Each boot writes to its own qcow2 overlay in a temporary folder that also holds
+//! it. Each boot writes to its own qcow2 overlay in a temporary folder that also contains
 //! the QMP socket and the serial console log. The folder goes when the instance stops
 //! or its handle drops, and QEMU is killed when its handle drops.
 
@@ -164,6 +164,10 @@ impl VmHandle {
     /// QEMU ended.
     async fn shut_down(mut self) -> Result<&'static str, String> {
         let started = Instant::now();
+        if let Ok(Some(status)) = self.child.try_wait() {
+            tracing::warn!(pid = self.pid, %status, "QEMU had exited before the stop");
+            return self.remove_directory("exited before the stop");
+        }
         let ending = match qmp_command(&self.qmp_socket, "system_powerdown").await {
             Err(error) => {
                 tracing::warn!(pid = self.pid, %error, "QMP system_powerdown failed; sending quit");
@@ -182,6 +186,10 @@ impl VmHandle {
             None => self.quit_or_kill().await?,
         };
         tracing::info!(pid = self.pid, ending, elapsed_s = started.elapsed().as_secs_f64(), "VM stopped");
+        self.remove_directory(ending)
+    }
+
+    fn remove_directory(self, ending: &'static str) -> Result<&'static str, String> {
         let path = self.directory.path().to_path_buf();
         self.directory
             .close()
@@ -435,7 +443,7 @@ impl DeploymentModel for VmModel {
 async fn wait_healthy(handle: &mut VmHandle, address: SocketAddr, probe: Probe, timeout: Duration) -> Result<Duration, String> {
     let VmHandle { child, console, .. } = handle;
     let healthy = async {
-        // The service cannot answer before systemd runs, and each probe through the
+        // The service cannot reply before systemd runs, and each probe through the
         // user-mode network costs the emulated guest CPU time, so polling starts when
         // systemd's first line appears on the console.
         match tokio::time::timeout_at(probe.deadline, console.init_reached()).await {

@@ -111,8 +111,10 @@ fn patterns_table(data: &RunData) -> String {
     let mut out = String::from(
         "\nEach load pattern runs through a fresh gateway that starts with no instance. Latency \
          of a pattern runs from each request's intended send time to its last response byte, \
-         split by whether the gateway started an instance for it; `steady` shows the median and \
-         p99 of all its requests. Instance-seconds sum each instance's life from the start of \
+         split by whether the gateway started an instance for the request. A warm request was \
+         served by an instance that already ran, possibly after waiting in the queue for it. \
+         For `steady` the table shows the median and p99 of all requests, because its load \
+         generator stores percentiles only. Instance-seconds sum each instance's life from the start of \
          its cold start to its removal, and GB-seconds multiply them by the memory limit in GB \
          of 1024 MiB, as AWS Lambda bills them.\n\n\
          | Measurement | Requests | Cold starts | Failed cold starts | 503: queue full | 503: queue timeout | Peak instances | Cold latency median (p95) | Warm latency median (p95) | Instance-seconds | GB-seconds | Back to zero after the last response (s) |\n\
@@ -174,13 +176,133 @@ fn idle_note(data: &RunData) -> String {
     let (Some(sandboxes), Some(memory)) = (sandboxes, memory) else {
         return String::new();
     };
+    if sandboxes.max == 0.0 {
+        return format!(
+            "\nAfter the keep-warm window of each pattern ({} checks), the engine listed no sandbox of \
+             the gateway, so no sandbox memory remained. The gateway's own memory is not measured, \
+             because it runs inside the harness process and shares its heap.\n",
+            sandboxes.n,
+        );
+    }
     format!(
-        "\nAfter the keep-warm window of each pattern ({} checks), the engine listed at most {} \
-         sandboxes, holding at most {} MiB (cgroup memory less inactive file cache, plus the shim's \
-         PSS). The gateway's own memory is not in this figure: it runs inside the harness \
-         process and shares its heap.\n",
+        "\nAfter the keep-warm window of each pattern ({} checks), the engine still listed up to {} \
+         sandboxes of the gateway, holding up to {} MiB (cgroup memory less inactive file cache, \
+         plus the shim's PSS). The gateway's own memory is not measured, because it runs inside \
+         the harness process and shares its heap.\n",
         sandboxes.n,
         format::count(sandboxes.max),
         format::number(memory.max),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::results::{summarize, write_meta, write_samples, write_summaries, RunMeta, Sample};
+
+    use super::super::write_report_with_font;
+    use super::FUNCTION;
+
+    fn push(samples: &mut Vec<Sample>, metric: &str, phase: &str, values: &[f64], unit: &str) {
+        for (repetition, value) in values.iter().enumerate() {
+            samples.push(Sample::new(FUNCTION, metric, phase, repetition as u32, *value, unit));
+        }
+    }
+
+    fn function_samples(left_sandboxes: f64) -> Vec<Sample> {
+        let mut samples = Vec::new();
+        push(&mut samples, "boot_ms", "first_200", &[650.0, 700.0, 680.0], "ms");
+        push(&mut samples, "cold_start_ms", "create", &[40.0, 45.0, 50.0], "ms");
+        push(&mut samples, "cold_start_ms", "start", &[600.0, 610.0, 640.0], "ms");
+        push(&mut samples, "cold_start_ms", "ready", &[605.0, 615.0, 645.0], "ms");
+        push(&mut samples, "cold_start_ms", "handler", &[606.0, 617.0, 646.0], "ms");
+        push(&mut samples, "warm_ms", "", &[0.5, 0.6, 0.4, 0.5, 0.7], "ms");
+        push(&mut samples, "gateway_path_ms", "via_gateway", &[0.9, 0.8, 1.0], "ms");
+        push(&mut samples, "gateway_path_ms", "direct", &[0.5, 0.4, 0.6], "ms");
+        push(&mut samples, "gateway_overhead_ms", "", &[0.4], "ms");
+        for (phase, cold_starts, queue_full) in [("cold_warm", 3.0, 0.0), ("bursty", 8.0, 6.0)] {
+            push(&mut samples, "cold_starts", phase, &[cold_starts], "cold starts");
+            push(&mut samples, "cold_start_failures", phase, &[0.0], "cold starts");
+            push(&mut samples, "queue_full_503", phase, &[queue_full], "requests");
+            push(&mut samples, "queue_timeout_503", phase, &[0.0], "requests");
+            push(&mut samples, "instance_seconds", phase, &[12.5], "s");
+            push(&mut samples, "gb_seconds", phase, &[4.6875], "GB-s");
+            push(&mut samples, "peak_instances", phase, &[4.0], "instances");
+        }
+        push(&mut samples, "pattern_requests", "bursty", &[30.0], "requests");
+        push(&mut samples, "pattern_latency_ms", "bursty_cold", &[1400.0, 1500.0], "ms");
+        push(&mut samples, "pattern_latency_ms", "bursty_warm", &[1200.0, 1250.0], "ms");
+        push(&mut samples, "instances", "bursty", &[0.0, 2.0, 4.0, 4.0, 1.0, 0.0], "instances");
+        push(&mut samples, "instance_sample_period_ms", "bursty", &[100.0], "ms");
+        push(&mut samples, "scale_to_zero_s", "bursty", &[4.1], "s");
+        push(&mut samples, "live_sandboxes", "idle_after_window", &[left_sandboxes], "sandboxes");
+        push(&mut samples, "memory_mib", "idle_after_window", &[left_sandboxes * 12.5], "MiB");
+        samples
+    }
+
+    /// Writes a run folder and its report without a font, so only SVG plots are drawn.
+    fn report(folder: &Path, samples: &[Sample]) -> String {
+        write_samples(folder, samples).unwrap();
+        write_summaries(folder, &summarize(samples)).unwrap();
+        write_meta(folder, &RunMeta { scenario_name: "test".to_string(), complete: true, ..Default::default() }).unwrap();
+        write_report_with_font(folder, &folder.join("no-font.ttf")).unwrap();
+        std::fs::read_to_string(folder.join(crate::results::REPORT_FILE)).unwrap()
+    }
+
+    #[test]
+    fn section_lists_cold_warm_and_patterns() {
+        let folder = tempfile::tempdir().unwrap();
+        let report = report(folder.path(), &function_samples(0.0));
+
+        assert!(report.contains("### Function model: cold starts behind the gateway"), "{report}");
+        assert!(report.contains("| cold start: handler | 3 | 617 | "), "{report}");
+        assert!(report.contains("| warm request | 5 | 0.500 | "), "{report}");
+        assert!(report.contains("| gateway overhead | 1 | 0.400 | — | — |"), "{report}");
+        let bursty = report.lines().find(|line| line.starts_with("| bursty |")).expect("a bursty row");
+        assert!(bursty.starts_with("| bursty | 30 | 8 | 0 | 6 | 0 | 4 | 1450 (p95 "), "{bursty}");
+        assert!(bursty.ends_with("| 12.5 | 4.69 | 4.10 |"), "{bursty}");
+        assert!(report.contains("the engine listed no sandbox of the gateway"), "{report}");
+    }
+
+    #[test]
+    fn section_metrics_not_repeated() {
+        let folder = tempfile::tempdir().unwrap();
+        let report = report(folder.path(), &function_samples(0.0));
+        let other = report.split("### Other metrics").nth(1).unwrap_or("");
+        let other = other.split("## Run record").next().unwrap_or("");
+        assert!(!other.contains("cold_starts"), "{other}");
+        assert!(!other.contains("instances"), "{other}");
+    }
+
+    #[test]
+    fn leftover_sandboxes_stated() {
+        let folder = tempfile::tempdir().unwrap();
+        let report = report(folder.path(), &function_samples(2.0));
+        assert!(report.contains("still listed up to 2 sandboxes of the gateway, holding up to 25.0 MiB"), "{report}");
+    }
+
+    #[test]
+    fn function_plots_written_with_samples() {
+        let folder = tempfile::tempdir().unwrap();
+        let report = report(folder.path(), &function_samples(0.0));
+        for name in super::super::plots::FUNCTION_PLOT_NAMES {
+            let svg = std::fs::read_to_string(folder.path().join(format!("{name}.svg"))).unwrap();
+            assert!(svg.starts_with("<svg"), "{name}");
+            assert!(report.contains(&format!("({name}.svg)")), "{name} not linked:\n{report}");
+        }
+        let instances = std::fs::read_to_string(folder.path().join("function_instances.svg")).unwrap();
+        assert!(instances.contains("bursty"), "legend names the pattern");
+    }
+
+    #[test]
+    fn no_function_samples_no_section() {
+        let folder = tempfile::tempdir().unwrap();
+        let samples = vec![Sample::new("distroless", "boot_ms", "first_200", 0, 500.0, "ms")];
+        let report = report(folder.path(), &samples);
+        assert!(!report.contains("### Function model"), "{report}");
+        for name in super::super::plots::FUNCTION_PLOT_NAMES {
+            assert!(!folder.path().join(format!("{name}.svg")).exists(), "{name}.svg written");
+        }
+    }
 }

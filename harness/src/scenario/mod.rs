@@ -227,7 +227,7 @@ pub struct DeploySettings {
     pub repetitions: u32,
 }
 
-/// The QEMU accelerator a scenario asks for.
+/// The QEMU accelerator a scenario requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VmAccelerator {

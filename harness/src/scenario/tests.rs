@@ -376,3 +376,92 @@ fn service_ready_delay_parsed() {
     let (line, message) = rejection("models = [\"process\"]\n[service]\nready_delay_ms = -1\n");
     assert_eq!(line, 3, "{message}");
 }
+
+#[test]
+fn pull_and_deploy_default_off() {
+    let scenario = parse(MINIMAL).unwrap();
+    assert!(!scenario.pull.enabled);
+    assert_eq!(scenario.pull.repetitions, 3);
+    let names: Vec<&str> = scenario.pull.profiles.iter().map(|profile| profile.name.as_str()).collect();
+    assert_eq!(names, vec!["lan-1g", "cloud-100m", "edge-20m"]);
+    assert_eq!(scenario.pull.profiles[1].bandwidth_mbit, 100.0);
+    assert_eq!(scenario.pull.profiles[2].delay_ms, 40.0);
+    assert!(!scenario.deploy.enabled);
+    assert_eq!(scenario.deploy.repetitions, 3);
+}
+
+#[test]
+fn pull_section_parses() {
+    let text = r#"
+models = ["distroless", "fat-image"]
+
+[pull]
+enabled = true
+repetitions = 2
+
+[[pull.profiles]]
+name = "dsl-8m"
+bandwidth_mbit = 8
+delay_ms = 25.5
+
+[[pull.profiles]]
+name = "lan"
+bandwidth_mbit = 1000
+
+[deploy]
+enabled = true
+repetitions = 5
+"#;
+    let scenario = parse(text).unwrap();
+    assert!(scenario.pull.enabled);
+    assert_eq!(scenario.pull.repetitions, 2);
+    assert_eq!(
+        scenario.pull.profiles,
+        vec![
+            LinkProfile { name: "dsl-8m".to_string(), bandwidth_mbit: 8.0, delay_ms: 25.5 },
+            LinkProfile { name: "lan".to_string(), bandwidth_mbit: 1000.0, delay_ms: 0.0 },
+        ]
+    );
+    assert!(scenario.deploy.enabled);
+    assert_eq!(scenario.deploy.repetitions, 5);
+}
+
+#[test]
+fn pull_invalid_values_rejected() {
+    let profile = |body: &str| format!("models = [\"distroless\"]\n[[pull.profiles]]\n{body}");
+    let cases = [
+        (profile("name = \"a\"\nbandwidth_mbit = 0\n"), 4, "pull.profiles[0].bandwidth_mbit"),
+        (profile("name = \"a\"\nbandwidth_mbit = 10\ndelay_ms = -1\n"), 5, "pull.profiles[0].delay_ms"),
+        (profile("name = \"Cloud 100\"\nbandwidth_mbit = 10\n"), 3, "pull.profiles[0].name"),
+        (profile("name = \"a/b\"\nbandwidth_mbit = 10\n"), 3, "pull.profiles[0].name"),
+        (profile("name = \"unshaped\"\nbandwidth_mbit = 10\n"), 3, "reserved"),
+        (profile("name = \"a\"\nbandwidth_mbit = 10\nrate = 3\n"), 5, "rate"),
+        ("models = [\"distroless\"]\n[pull]\nrepetitions = 0\n".to_string(), 3, "pull.repetitions"),
+        ("models = [\"distroless\"]\n[pull]\nprofiles = []\n".to_string(), 3, "at least one link profile"),
+        ("models = [\"distroless\"]\n[pull]\nenabled = \"yes\"\n".to_string(), 3, "invalid type"),
+        ("models = [\"distroless\"]\n[deploy]\nrepetitions = 0\n".to_string(), 3, "deploy.repetitions"),
+        ("models = [\"distroless\"]\n[deploy]\nrepetition = 2\n".to_string(), 3, "repetition"),
+    ];
+    for (text, expected_line, expected) in cases {
+        let (line, message) = rejection(&text);
+        assert_eq!(line, expected_line, "{expected}: {message}");
+        assert!(message.contains(expected), "expected {expected:?} in {message:?}");
+    }
+}
+
+#[test]
+fn pull_duplicate_profile_names_rejected() {
+    let text = "models = [\"distroless\"]\n\
+                [[pull.profiles]]\nname = \"a\"\nbandwidth_mbit = 10\n\
+                [[pull.profiles]]\nname = \"a\"\nbandwidth_mbit = 20\n";
+    let (line, message) = rejection(text);
+    assert_eq!(line, 6);
+    assert!(message.contains("twice"), "{message}");
+}
+
+#[test]
+fn pull_profile_without_bandwidth_rejected() {
+    let (line, message) = rejection("models = [\"distroless\"]\n[[pull.profiles]]\nname = \"a\"\n");
+    assert!(line >= 2, "{line}: {message}");
+    assert!(message.contains("bandwidth_mbit"), "{message}");
+}

@@ -1,17 +1,18 @@
 //! Probing a service behind QEMU's user-mode (slirp) host forward.
 //!
 //! The forward accepts every host connection at once, even before the guest has a
-//! network, then keeps it open while its SYNs to the guest go unanswered, retransmitting them
-//! with a growing backoff. One attempt at a time, each waiting for its reply, would see
-//! the service seconds after it starts listening. So attempts overlap: a new one starts
-//! every [`ATTEMPT_SPACING`] (or the probe's interval, if longer) while fewer than
-//! [`MAX_ATTEMPTS_IN_FLIGHT`] wait, each gets [`ATTEMPT_TIMEOUT`], and the first 200 wins.
+//! network, then keeps it open while its SYNs to the guest go unanswered, retransmitting
+//! them with a growing backoff. One attempt at a time, each waiting for its reply, would
+//! see the service seconds after it starts listening. So attempts overlap, each gets
+//! [`ATTEMPT_TIMEOUT`], and the first 200 wins.
 //!
-//! Once the guest has its network, attempts end at once (a reset, or the reply), so a
-//! new one starts every 10 ms. While the guest has none, held attempts fill the cap and a
-//! new one starts each time one times out, about every 1 s / 16 = 60 ms. QEMU's own
-//! I/O thread runs the user-mode network, so every attempt is CPU time charged to the
-//! VM being measured, which is why the rate stays this low.
+//! While no attempt is pending, which means the guest replied to the last one at once
+//! (a reset, or the reply), a new attempt starts every [`ATTEMPT_SPACING`]. While some
+//! are pending, as they are while the guest has no network, one starts every
+//! `ATTEMPT_TIMEOUT / MAX_ATTEMPTS_IN_FLIGHT` (62.5 ms), so the pending attempts stay
+//! evenly spread and one of them is always new. QEMU's own I/O thread runs the user-mode
+//! network, so every attempt is CPU time charged to the VM being measured, which is why
+//! the rate stays this low.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,7 +25,8 @@ use crate::measure::boot::{health_status, Probe};
 /// Minimum time between two attempts. Every attempt is a new connection that QEMU's
 /// user-mode network and the guest both handle, so the scenario's 1 ms poll interval
 /// would load the VM being measured with a thousand connections a second.
-/// NOTE: so the first 200 is found to about 10 ms, not to the scenario's interval.
+/// NOTE: so the first 200 is found to within about 10 ms once the guest has its network,
+/// and 62.5 ms while its network comes up, not to the scenario's interval.
 pub const ATTEMPT_SPACING: Duration = Duration::from_millis(10);
 /// Time one attempt gets for its whole exchange. It is generous because an emulated guest
 /// that is busy booting replies slowly.
@@ -35,15 +37,18 @@ pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 16;
 /// Polls `GET /health` on `address` until it returns 200 and returns the time since
 /// `probe.origin`. Fails with the last error when `probe.deadline` passes.
 pub async fn first_200(address: SocketAddr, probe: &Probe) -> Result<Duration, String> {
-    let spacing = probe.interval.max(ATTEMPT_SPACING);
+    let quick_spacing = probe.interval.max(ATTEMPT_SPACING);
+    let pending_spacing = quick_spacing.max(ATTEMPT_TIMEOUT / MAX_ATTEMPTS_IN_FLIGHT as u32);
     let mut attempts = FuturesUnordered::new();
-    let mut next_attempt = Instant::now();
+    let mut last_start: Option<Instant> = None;
     let mut last_error = String::from("none");
     loop {
+        let spacing = if attempts.is_empty() { quick_spacing } else { pending_spacing };
+        let next_start = last_start.map_or_else(Instant::now, |started| started + spacing);
         tokio::select! {
-            _ = sleep_until(next_attempt), if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT => {
+            _ = sleep_until(next_start), if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT => {
                 attempts.push(timeout(ATTEMPT_TIMEOUT, health_status(address)));
-                next_attempt = Instant::now() + spacing;
+                last_start = Some(Instant::now());
             }
             Some(outcome) = attempts.next() => match outcome {
                 Ok(Ok(200)) => return Ok(probe.origin.elapsed()),
@@ -79,11 +84,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let ready_at = Instant::now() + ready_after;
         tokio::spawn(async move {
-            let mut held = Vec::new();
+            let mut held_open = Vec::new();
             loop {
                 let (mut stream, _) = listener.accept().await.unwrap();
                 if Instant::now() < ready_at {
-                    held.push(stream);
+                    held_open.push(stream);
                     continue;
                 }
                 tokio::spawn(async move {
@@ -114,9 +119,36 @@ mod tests {
         let address = forward_like_server(ready_after).await;
         let elapsed = first_200(address, &probe(Duration::from_secs(10))).await.unwrap();
         assert!(elapsed >= ready_after, "{elapsed:?}");
-        // A held attempt times out about every ATTEMPT_TIMEOUT / MAX_ATTEMPTS_IN_FLIGHT.
+        // While attempts are held, a new one starts every ATTEMPT_TIMEOUT / MAX_ATTEMPTS_IN_FLIGHT.
         let slot = ATTEMPT_TIMEOUT / MAX_ATTEMPTS_IN_FLIGHT as u32;
         assert!(elapsed < ready_after + slot + Duration::from_millis(200), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn reset_connections_polled_often() {
+        // Until `ready_after`, every connection is closed at once, as the forward does when
+        // the guest resets it, and the server counts them.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let ready_after = Duration::from_millis(500);
+        let ready_at = Instant::now() + ready_after;
+        let (count_sender, count) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                if Instant::now() < ready_at {
+                    count_sender.send_modify(|count| *count += 1);
+                    continue;
+                }
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        first_200(address, &probe(Duration::from_secs(5))).await.unwrap();
+        let attempts = *count.borrow();
+        // 500 ms at ATTEMPT_SPACING is 50 attempts, and at the pending spacing it would be 8.
+        assert!(attempts >= 20, "only {attempts} attempts before the service was ready");
     }
 
     #[tokio::test]

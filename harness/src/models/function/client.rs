@@ -31,7 +31,7 @@ pub struct ClientResponse {
     pub elapsed: Duration,
 }
 
-/// Why a request got no complete response.
+/// Failure of a request that got no complete response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     #[error("connect to {address} failed: {message}")]

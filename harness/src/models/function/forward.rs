@@ -32,7 +32,8 @@ impl Upstream {
         Upstream { address, idle: Mutex::new(Vec::new()), max_idle }
     }
 
-    /// Closes the idle connections, so that a stopping sandbox sees no open client.
+    /// Closes the idle connections, so that a stopping sandbox has no open client
+    /// connection to wait for.
     pub fn close_idle(&self) {
         self.idle.lock().expect("no code panics while holding the lock").clear();
     }

@@ -28,8 +28,8 @@ use super::pool::{Admission, Grant, InstanceId, Pool, PoolCounters, PoolLimits, 
 use super::sandbox::{LaunchTimings, LaunchedSandbox, SandboxBackend, SandboxUsage};
 use crate::scenario::Scenario;
 
-/// Response header that tells the client whether its request started an instance:
-/// `cold` or `warm`.
+/// Response header that marks whether the request started an instance: `cold` or
+/// `warm`.
 pub const START_HEADER: &str = "x-deploybench-start";
 /// Largest request body the gateway accepts; larger bodies get 413.
 const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
@@ -43,7 +43,7 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(30);
 /// Failures logged one by one before only every 1000th is logged.
 const LOGGED_FAILURES: u64 = 10;
 
-/// How the gateway admits, starts and forwards.
+/// Settings of one gateway: admission limits, and start and forwarding timeouts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     /// Names the gateway in logs and in its sandboxes' labels.
@@ -55,7 +55,8 @@ pub struct GatewayConfig {
     pub ready_timeout: Duration,
     /// Interval between /health probes of a starting sandbox.
     pub poll_interval: Duration,
-    /// Time allowed for the sandbox to answer one forwarded request.
+    /// Time allowed for one forwarded request, from its send to the sandbox's last
+    /// response byte.
     pub request_timeout: Duration,
     /// Memory limit of each sandbox, the basis of GB-seconds.
     pub memory_limit_mib: u64,
@@ -82,7 +83,7 @@ impl GatewayConfig {
     }
 }
 
-/// How a request was served.
+/// Start path of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartKind {
     /// The request started a new instance.
@@ -102,10 +103,10 @@ impl StartKind {
     }
 }
 
-/// What became of a request.
+/// Final result of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Forwarded, and the sandbox answered with this status.
+    /// Forwarded, and the sandbox responded with this status.
     Served { status: u16 },
     /// 503: the queue was full.
     QueueFull,
@@ -163,7 +164,7 @@ pub struct GatewayAccounting {
     pub gateway_cpu: Option<Duration>,
 }
 
-/// What the shutdown removed, and what it could not.
+/// Result of a shutdown: sandboxes removed by the final sweep, and failures.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShutdownReport {
     /// Sandboxes removed by the final sweep, which finds sandboxes that the normal
@@ -309,7 +310,7 @@ impl Drop for QueueTicket<'_> {
     }
 }
 
-/// Why a request was not forwarded.
+/// Reason a request was not forwarded.
 #[derive(Debug)]
 enum Rejection {
     QueueFull,
@@ -351,6 +352,8 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     response
 }
 
+// `u64::is_multiple_of` needs Rust 1.87, above the workspace's rust-version of 1.80.
+#[allow(clippy::manual_is_multiple_of)]
 fn should_log(count: u64) -> bool {
     count <= LOGGED_FAILURES || count % 1000 == 0
 }
@@ -543,7 +546,7 @@ async fn reap_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Closes the pool, waits for cold starts and removals in progress, then removes any
-/// sandbox the backend still knows of.
+/// sandbox the backend still tracks.
 async fn shut_down(shared: &Arc<Shared>) -> ShutdownReport {
     let sandboxes = shared.pool().close(Instant::now());
     shared.retire(sandboxes);
@@ -616,7 +619,7 @@ fn gateway_thread(
         // SAFETY: pthread_self has no preconditions.
         let thread = unsafe { libc::pthread_self() };
         if started.send(Ok(Started { address, thread })).is_err() {
-            // The caller gave up on the start, so nobody will ever ask for a shutdown.
+            // The caller dropped the start, so no handle exists to request a shutdown.
             return None;
         }
         tracing::info!(gateway = %shared.config.name, %address, "function gateway started");
@@ -708,7 +711,7 @@ impl Gateway {
         self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
-    /// The address clients send requests to, on 127.0.0.1.
+    /// Returns the 127.0.0.1 address that clients send requests to.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -738,12 +741,12 @@ impl Gateway {
         }
     }
 
-    /// Every recorded request, in the order the responses were ready.
+    /// Returns every recorded request, in the order the responses were ready.
     pub fn records(&self) -> Vec<RequestRecord> {
         self.shared.records.lock().expect("no code panics while holding the lock").clone()
     }
 
-    /// The ready sandboxes, busy or idle.
+    /// Returns the ready sandboxes, busy or idle.
     pub fn live_sandboxes(&self) -> Vec<LaunchedSandbox> {
         self.shared.pool().sandboxes().iter().map(|sandbox| sandbox.launched.clone()).collect()
     }

@@ -332,7 +332,7 @@ async fn pattern_through(
     Ok(samples)
 }
 
-/// What the engine listed after the keep-warm window.
+/// Sandboxes the engine listed after the keep-warm window, and their memory.
 struct Idle {
     sandboxes: usize,
     /// Memory of the listed sandboxes with their shims; 0 when none is listed.

@@ -117,7 +117,7 @@ impl DeploymentModel for FunctionModel {
 
     /// Starts a fresh gateway and sends it `GET /health`, which starts the first
     /// sandbox. The phases count from that request reaching the gateway, and
-    /// `first_200` is the sandbox's answer to it.
+    /// `first_200` is the sandbox's response to it.
     async fn boot(&self, env: &ModelEnv, repetition: u32) -> Result<Instance, ModelError> {
         self.docker(env)?;
         let name = format!("function-{repetition}");

@@ -27,7 +27,7 @@ use crate::scenario::{LoadPattern, LoadSettings};
 /// request task runs before its send is due.
 const START_LEAD: Duration = Duration::from_millis(20);
 
-/// Where and how hard a pattern sends.
+/// Target, rates and shapes of the load patterns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatternSpec {
     /// 127.0.0.1 address of the instance or gateway under load.

@@ -38,14 +38,14 @@ pub enum Grant {
     Cold(InstanceId),
 }
 
-/// What [`Pool::admit`] decided for a request.
+/// Decision of [`Pool::admit`] for one request.
 #[derive(Debug)]
 pub enum Admission {
     Granted(Grant),
     /// The request waits for a grant on `receiver`. The receiver fails when the pool
     /// closes.
     Queued { waiter: WaiterId, receiver: oneshot::Receiver<Grant> },
-    /// The queue already holds `queue_limit` requests.
+    /// The queue already contains `queue_limit` requests.
     QueueFull,
     /// The gateway is shutting down.
     Closed,
@@ -158,7 +158,7 @@ impl<S: Clone> Pool<S> {
 
     /// Records that the cold start of `id` produced `sandbox`, and hands the instance's
     /// spare slots to waiting requests. Returns the sandbox back when the pool no longer
-    /// holds `id` because it closed, so the caller destroys it.
+    /// contains `id` because it closed, so the caller destroys it.
     pub fn launched(&mut self, id: InstanceId, sandbox: S) -> Result<(), S> {
         let Some(entry) = self.entries.get_mut(&id) else {
             return Err(sandbox);
@@ -371,7 +371,7 @@ impl<S: Clone> Pool<S> {
             if waiter.sender.send(Grant::Cold(id)).is_ok() {
                 self.counters.cold_starts += 1;
             } else {
-                // Nobody will start this instance, so the reservation leaves no trace.
+                // No request will start this instance, so its reservation is removed uncounted.
                 self.entries.remove(&id);
             }
         }

@@ -38,7 +38,7 @@ pub struct LaunchTimings {
     pub create: Duration,
     /// The start call returned.
     pub start: Duration,
-    /// The sandbox answered its first `GET /health` with 200.
+    /// The sandbox returned 200 to its first `GET /health`.
     pub ready: Duration,
 }
 
@@ -67,8 +67,8 @@ pub struct SandboxUsage {
     pub cpu_time: Duration,
 }
 
-/// How the gateway starts, stops and measures sandboxes. The gateway calls every async
-/// method on its own runtime thread.
+/// Interface through which the gateway starts, stops and measures sandboxes. The gateway
+/// calls every async method on its own runtime thread.
 #[async_trait]
 pub trait SandboxBackend: Send + Sync + 'static {
     /// Prepares the backend on the gateway's runtime, before the first request.

@@ -24,7 +24,7 @@ use super::sandbox::{LaunchTimings, LaunchedSandbox, SandboxBackend, SandboxUsag
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-/// Fake sandboxes: each one is an HTTP server that answers every request with 200
+/// Fake sandboxes: each one is an HTTP server that responds to every request with 200
 /// after `handler_delay`.
 #[derive(Default)]
 struct FakeSandboxes {
@@ -50,6 +50,7 @@ impl SandboxBackend for FakeSandboxes {
             return Err("the fake backend fails every launch".to_string());
         }
         let create = origin.elapsed();
+
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(|error| error.to_string())?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         let delay = self.handler_delay;
@@ -67,6 +68,7 @@ impl SandboxBackend for FakeSandboxes {
                 });
             }
         });
+
         let number = self.launched.fetch_add(1, Ordering::SeqCst);
         let id = format!("fake-{number}");
         self.servers.lock().unwrap().insert(id.clone(), server);
@@ -144,7 +146,8 @@ async fn first_request_cold_then_warm() {
     let records = gateway.records();
     assert_eq!(records.len(), 2);
     let StartKind::Cold(timings) = records[0].start else { panic!("{records:?}") };
-    assert!(timings.create <= timings.start && timings.start <= timings.ready, "{timings:?}");
+    assert!(timings.create <= timings.start, "{timings:?}");
+    assert!(timings.start <= timings.ready, "{timings:?}");
     assert!(records[0].handler.unwrap() >= timings.ready, "{records:?}");
     assert_eq!(records[1].start, StartKind::Warm);
     assert!(records[1].handler.unwrap() < records[0].handler.unwrap(), "warm is faster: {records:?}");

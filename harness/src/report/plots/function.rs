@@ -122,7 +122,7 @@ pub fn draw_series<DB: DrawingBackend>(
         .draw()?;
 
     for line in series {
-        // A count holds until the next sample, so each step is horizontal, then vertical.
+        // A count stays valid until the next sample, so each step is horizontal, then vertical.
         let mut steps = Vec::with_capacity(line.points.len() * 2);
         for (index, &(time, value)) in line.points.iter().enumerate() {
             if index > 0 {
