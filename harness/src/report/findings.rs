@@ -156,6 +156,14 @@ pub fn table(rows: &[FindingRow]) -> String {
          start, healthy, old instance replaced), so only a ceiling below the claimed range \
          contradicts the article.\n",
     );
+    if rows.iter().any(|row| row.model.contains("(tcg)")) {
+        out.push_str(
+            "\nThe vm model ran under TCG, QEMU's software emulation, because hardware \
+             virtualization (KVM) failed its test boot on this host. Emulation inflates the VM's \
+             boot time and CPU figures several times over what the same guest needs under KVM, so \
+             read the VM row as an upper bound, not as what a VM costs on bare metal.\n",
+        );
+    }
     out
 }
 

@@ -282,6 +282,7 @@ fn report_has_key_findings_rows() {
     assert!(findings_row(&report, "function").starts_with("| Serverless Functions |"));
     assert!(findings_row(&report, "process").starts_with("| Bare process (floor) |"));
     assert!(!report.contains("This run is incomplete"), "{report}");
+    assert!(report.contains("ran under TCG"), "a TCG vm row needs the emulation note: {report}");
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct RunMeta {
     pub incomplete_reason: Option<String>,
     pub host: HostContext,
     pub engine: Option<EngineContext>,
+    /// QEMU's version line and the accelerator the vm model ran with, when it ran.
+    #[serde(default)]
+    pub qemu: Option<QemuContext>,
     pub models: Vec<ModelOutcome>,
     pub artifacts: Vec<ArtifactRecord>,
     /// Run-time checks, such as the hardening of the distroless instance.
@@ -48,6 +51,13 @@ pub struct EngineContext {
     pub storage_driver: String,
     pub cgroup_driver: String,
     pub cgroup_version: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QemuContext {
+    pub version: String,
+    /// "kvm" or "tcg"; TCG figures are inflated by emulation.
+    pub accelerator: String,
 }
 
 /// What happened to one deployment model in the run.

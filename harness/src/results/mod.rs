@@ -11,7 +11,7 @@ mod context;
 pub mod history;
 mod stats;
 
-pub use context::{meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, RunMeta};
+pub use context::{meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, QemuContext, RunMeta};
 pub use stats::{quantile, summarize, Summary};
 
 /// One measured value.

@@ -10,7 +10,7 @@ use crate::scenario::{ModelKind, Scenario};
 /// Connects to the engine when the scenario has a container model; the error text
 /// becomes the reason those models are skipped.
 pub async fn connect_engine(scenario: &Scenario) -> Result<Docker, String> {
-    if scenario.models.iter().all(|&kind| kind == ModelKind::Process) {
+    if scenario.models.iter().all(|&kind| matches!(kind, ModelKind::Process | ModelKind::Vm)) {
         return Err("no container model in the scenario".to_string());
     }
     crate::engine::docker::connect().await.map_err(|error| error.to_string())
@@ -43,4 +43,14 @@ pub fn git_revision(workspace_root: &Path) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// QEMU's version and the accelerator in the vm model's label, such as `vm (tcg)`.
+pub async fn qemu_context(outcomes: &[crate::results::ModelOutcome]) -> Option<crate::results::QemuContext> {
+    let version = crate::engine::qemu::version().await.ok()?;
+    let accelerator = outcomes
+        .iter()
+        .find_map(|outcome| outcome.model.strip_prefix("vm (")?.strip_suffix(')').map(str::to_string))
+        .unwrap_or_else(|| "not booted".to_string());
+    Some(crate::results::QemuContext { version, accelerator })
 }

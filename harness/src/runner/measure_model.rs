@@ -33,7 +33,8 @@ pub async fn measure(
     shared: &Shared,
 ) -> Result<(), ModelError> {
     let label = model.label();
-    let repetitions = env.scenario.boot.repetitions;
+    // One emulated VM boot takes about a minute, so the vm model has its own count.
+    let repetitions = if model.kind() == ModelKind::Vm { env.scenario.vm.boots } else { env.scenario.boot.repetitions };
     let step = progress.step(&label, u64::from(repetitions) + 2);
 
     step.message("preparing the artifact");
@@ -62,9 +63,11 @@ pub async fn measure(
             }
         };
         booted += 1;
-        let mut samples: Vec<Sample> = instance
-            .phases
-            .named()
+        let phases = match &instance.handle {
+            InstanceHandle::Vm(handle) => handle.named_phases(&instance.phases),
+            _ => instance.phases.named(),
+        };
+        let mut samples: Vec<Sample> = phases
             .into_iter()
             .map(|(phase, elapsed)| Sample::new(&label, "boot_ms", phase, repetition, ms(elapsed), "ms"))
             .collect();
@@ -132,6 +135,9 @@ async fn measure_instance(
             "MiB",
         ),
     ];
+    if let InstanceHandle::Vm(handle) = &instance.handle {
+        samples.extend(guest_memory_sample(handle, &label, repetition).await);
+    }
     if !with_load {
         return Ok(samples);
     }
@@ -189,6 +195,24 @@ async fn measure_instance(
         LoadReport::percentile_ms(&report.corrected, 0.99)
     ));
     Ok(samples)
+}
+
+/// The memory the guest itself counts as used, beside what QEMU holds on the host.
+/// The guest reports its statistics every few seconds, so a read is retried briefly.
+async fn guest_memory_sample(handle: &crate::models::VmHandle, label: &str, repetition: u32) -> Option<Sample> {
+    for _ in 0..5 {
+        match handle.guest_memory().await {
+            Ok(memory) => {
+                return Some(Sample::new(label, "memory_mib", "guest_used", repetition, memory.used_bytes() as f64 / MIB, "MiB"));
+            }
+            Err(error) => {
+                tracing::debug!(model = label, %error, "guest memory not readable yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::warn!(model = label, "the guest reported no memory statistics; guest_used not recorded");
+    None
 }
 
 /// Latency percentiles, rates and errors of one load report.

@@ -119,6 +119,9 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     }
 
     let collected = std::mem::take(&mut *shared.lock().expect("no code panics while holding the lock"));
+    if scenario.models.contains(&ModelKind::Vm) {
+        meta.qemu = context::qemu_context(&collected.outcomes).await;
+    }
     meta.complete = meta.incomplete_reason.is_none();
     meta.finished_at = Some(chrono::Utc::now().to_rfc3339());
     meta.models = collected.outcomes;
@@ -169,7 +172,7 @@ async fn measure_all(
         docker: docker.as_ref().ok().cloned(),
     };
     for &kind in &scenario.models {
-        if kind != ModelKind::Process {
+        if !matches!(kind, ModelKind::Process | ModelKind::Vm) {
             if let Err(reason) = &docker {
                 record_outcome(&shared, kind.name(), "skipped", reason);
                 progress.step(kind.name(), 0).finish(&format!("skipped: {reason}"));

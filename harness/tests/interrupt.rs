@@ -1,0 +1,79 @@
+//! A run interrupted with SIGINT stops its instances, leaves no container behind, and
+//! still writes its partial results, marked incomplete.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::container::ListContainersOptions;
+
+const SCENARIO: &str = "name = \"interrupted\"\nmodels = [\"distroless\"]\n\
+    [boot]\nrepetitions = 50\n[memory]\nsettle_s = 0\n[load]\nrate = 20\nduration_s = 1\nwarmup_s = 0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_leaves_nothing_behind() {
+    let docker = match deploybench::engine::docker::connect().await {
+        Ok(docker) => docker,
+        Err(error) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: {error}");
+            return;
+        }
+        Err(error) => panic!("CI needs the Docker engine: {error}"),
+    };
+    let folder = tempfile::tempdir().unwrap();
+    let scenario = folder.path().join("interrupted.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let runs = folder.path().join("runs");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .args(["run", "--quiet", "--output"])
+        .arg(&runs)
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait until the run has a container of its own, then interrupt it mid-boot.
+    let owner = owner_of(child.id());
+    let run_filter = || ListContainersOptions::<String> {
+        all: true,
+        filters: [("label".to_string(), vec![format!("io.deploybench.owner={owner}")])].into(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    loop {
+        let containers = docker.list_containers(Some(run_filter())).await.unwrap();
+        if !containers.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "the run started no container within 300 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: kill(2) on the child we spawned and have not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "an interrupted run exits 1: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let left = docker.list_containers(Some(run_filter())).await.unwrap();
+    assert!(left.is_empty(), "containers outlived the interrupted run: {left:?}");
+
+    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let meta = deploybench::results::read_meta(&run).unwrap();
+    assert!(!meta.complete);
+    assert!(meta.incomplete_reason.unwrap().contains("SIGINT"));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.to_lowercase().contains("incomplete"), "the report must say the run is incomplete");
+}
+
+/// The owner label value of a running process, as the harness writes it.
+fn owner_of(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, after_name) = stat.rsplit_once(')').unwrap();
+    format!("{pid}:{}", after_name.split_whitespace().nth(19).unwrap())
+}
