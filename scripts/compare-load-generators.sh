@@ -114,7 +114,7 @@ if name == "wrk":
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 elif name == "oha":
     summary = json.loads(text)
-    # Completed responses only: errorDistribution holds the requests aborted at the deadline.
+    # Completed responses only: errorDistribution contains the requests aborted at the deadline.
     requests = sum(summary["statusCodeDistribution"].values())
     seconds = summary["summary"]["total"]
     rps = summary["summary"]["requestsPerSec"]

@@ -41,6 +41,9 @@ fn histogram_recording(criterion: &mut Criterion) {
         });
     });
 
+    // One merge of a per-second histogram into the run's total, as each worker does
+    // once per second.
+    group.throughput(Throughput::Elements(1));
     group.bench_function("merge_per_second_interval", |bench| {
         let mut interval = Histogram::<u64>::new(3).expect("3 significant digits");
         for &latency in &latencies_us {

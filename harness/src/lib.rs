@@ -6,6 +6,7 @@
 //! produce samples; [`results`] stores them; [`report`] reads only stored results.
 
 pub mod artifacts;
+pub mod audit;
 pub mod compare;
 pub mod engine;
 pub mod load;

@@ -58,6 +58,14 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Check a local image against the production checklist; exit 1 when an item fails.
+    Audit {
+        /// Image name or id, for example deploybench/distroless:TAG.
+        image: String,
+        /// Print the items as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build baselines from run folders.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -112,6 +120,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 Err(error) => fail(2, &error.to_string()),
             }
         }
+        Command::Audit { image, json } => audit(&image, json).await,
         Command::Baseline(BaselineCommand::Save { runs, output }) => {
             let saved = deploybench::compare::Baseline::from_runs(&runs).and_then(|baseline| baseline.save(&output));
             match saved {
@@ -139,6 +148,30 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             Err(error) => fail(2, &error.to_string()),
         },
+    }
+}
+
+async fn audit(image: &str, json: bool) -> ExitCode {
+    let docker = match deploybench::engine::docker::connect().await {
+        Ok(docker) => docker,
+        Err(error) => return fail(2, &error.to_string()),
+    };
+    let items = match deploybench::audit::audit(&docker, image).await {
+        Ok(items) => items,
+        Err(error) => return fail(2, &error.to_string()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&items).expect("audit items always serialize"));
+    } else {
+        println!("audit of {image}\n");
+        for item in &items {
+            println!("{}  {}: {}", if item.passed { "pass" } else { "FAIL" }, item.item, item.reason);
+        }
+    }
+    if items.iter().all(|item| item.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

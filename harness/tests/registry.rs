@@ -19,7 +19,8 @@ use deploybench::scenario::{ContainerLimits, DeploySettings, LinkProfile, ModelK
 /// Serializes the tests that change the loopback's qdisc, since `lo` has one root qdisc.
 static SHAPING: Mutex<()> = Mutex::new(());
 
-/// The engine, or `None` with a printed reason outside CI; in CI a missing engine fails.
+/// Connects to the engine. Outside CI an unreachable engine returns `None` and prints
+/// why, and in CI it fails the test.
 async fn engine() -> Option<bollard::Docker> {
     match deploybench::engine::docker::connect().await {
         Ok(docker) => Some(docker),
@@ -31,8 +32,8 @@ async fn engine() -> Option<bollard::Docker> {
     }
 }
 
-/// True when tc shaping works here; outside CI a missing prerequisite skips with a
-/// printed reason, in CI it fails.
+/// Returns true when tc shaping works here. Outside CI a missing prerequisite returns
+/// false and prints why, and in CI it fails the test.
 fn shaping_available() -> bool {
     match shaping::check_available() {
         Ok(()) => true,
@@ -56,10 +57,14 @@ fn labels() -> BTreeMap<String, String> {
     ])
 }
 
-/// A build context holding a Dockerfile that copies one small file onto `scratch`.
-fn tiny_context() -> Vec<u8> {
+/// Builds a context with a Dockerfile that copies one small file with `text` onto
+/// `scratch`. Tests pass distinct texts, because the builder shares the cached layer
+/// of equal contexts, and one test's removal would prune it under another's build.
+fn tiny_context(text: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    for (path, contents) in [("Dockerfile", &b"FROM scratch\nCOPY hello.txt /hello.txt\n"[..]), ("hello.txt", &b"hello from deploybench\n"[..])] {
+    for (path, contents) in
+        [("Dockerfile", &b"FROM scratch\nCOPY hello.txt /hello.txt\n"[..]), ("hello.txt", text.as_bytes())]
+    {
         let mut header = tar::Header::new_ustar();
         header.set_size(contents.len() as u64);
         header.set_mode(0o644);
@@ -84,13 +89,14 @@ async fn tiny_image_push_pull_round_trip() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tag = format!("{}-{nanos}", std::process::id());
     let local = format!("deploybench/registry-test:{tag}");
-    let id = build_from_context(&docker, &local, tiny_context(), &labels()).await.unwrap();
+    let id =
+        build_from_context(&docker, &local, tiny_context(&format!("round trip {tag}\n")), &labels()).await.unwrap();
     registry.push(&docker, &local, "deploybench/registry-test", &tag).await.unwrap();
 
     let manifest = registry.manifest("deploybench/registry-test", &tag).await.unwrap();
     assert_eq!(manifest.layers.len(), 1, "{manifest:?}");
     assert!(manifest.layer_bytes() > 0, "{manifest:?}");
-    assert!(manifest.layer_bytes() < 4096, "a 23-byte file compresses to a few hundred bytes: {manifest:?}");
+    assert!(manifest.layer_bytes() < 4096, "a one-line file compresses to a few hundred bytes: {manifest:?}");
 
     let remote = format!("{}:{tag}", registry.repository("deploybench/registry-test"));
     assert!(remove_image(&docker, &local).await.unwrap());
@@ -107,6 +113,32 @@ async fn tiny_image_push_pull_round_trip() {
     registry.stop().unwrap();
     assert!(!folder.exists(), "{} left behind", folder.display());
     assert!(refused(address), "the registry still listens on {address}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_run_images_removed() {
+    let Some(docker) = engine().await else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let run_id = format!("leftover-test-{nanos}");
+    let mut image_labels = labels();
+    image_labels.insert(RUN_LABEL.to_string(), run_id.clone());
+    image_labels.insert(pull::PURPOSE_LABEL.to_string(), "pull".to_string());
+    let first = format!("deploybench/leftover-test:{nanos}-a");
+    let id =
+        build_from_context(&docker, &first, tiny_context(&format!("leftover {nanos}\n")), &image_labels).await.unwrap();
+    let second = format!("deploybench/leftover-test:{nanos}-b");
+    docker
+        .tag_image(
+            &first,
+            Some(bollard::image::TagImageOptions { repo: "deploybench/leftover-test", tag: &format!("{nanos}-b") }),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(pull::remove_leftover_images(&docker, Some(&run_id)).await, 1);
+    assert!(find_image(&docker, &first).await.unwrap().is_none(), "{first} left");
+    assert!(find_image(&docker, &second).await.unwrap().is_none(), "{second} left");
+    assert!(find_image(&docker, &id).await.unwrap().is_none(), "{id} left");
 }
 
 #[tokio::test]
@@ -217,8 +249,8 @@ fn leftover_qdisc_removed() {
     assert!(!shaping::remove_leftover_shaping().unwrap(), "nothing left to remove");
 }
 
-// The std lock held across awaits keeps the shaping tests of this binary from running
-// beside this one; nothing else takes it inside the runtime, so it cannot deadlock.
+// The std lock is held across awaits so that the shaping tests of this binary wait.
+// Nothing else takes it inside this runtime, so it cannot deadlock.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_pull_measured() {
@@ -255,7 +287,8 @@ async fn distroless_pull_measured() {
     };
     let cold = value("cold/unshaped/measured").expect("cold unshaped pull");
     let warm = value("warm/unshaped/measured").expect("warm unshaped pull");
-    assert!(cold > 0.0 && warm > 0.0, "{:?}", results.samples);
+    assert!(cold > 0.0, "{:?}", results.samples);
+    assert!(warm > 0.0, "{:?}", results.samples);
     let method = if results.checks[0].passed { "applied" } else { "computed" };
     let shaped = value(&format!("cold/test-50m/{method}")).unwrap_or_else(|| panic!("{:?}", results.samples));
     assert!(shaped > 0.0, "{:?}", results.samples);
@@ -266,7 +299,8 @@ async fn distroless_pull_measured() {
         .find(|sample| sample.phase == pull::COMPRESSED_COLD_PHASE)
         .map(|sample| sample.value)
         .unwrap();
-    assert!(compressed > 0.5 && compressed < 10.0, "distroless pulls {compressed} MiB compressed");
+    assert!(compressed > 0.5, "distroless pulls {compressed} MiB compressed");
+    assert!(compressed < 10.0, "distroless pulls {compressed} MiB compressed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,5 +326,6 @@ async fn distroless_deploy_cycle_measured() {
     let total = samples[0].value;
     let sum: f64 = samples[1..].iter().map(|sample| sample.value).sum();
     assert!((total - sum).abs() < 1e-6, "total {total} is not the sum {sum}");
-    assert!(total > 0.0 && total < 120.0, "{samples:?}");
+    assert!(total > 0.0, "{samples:?}");
+    assert!(total < 120.0, "{samples:?}");
 }

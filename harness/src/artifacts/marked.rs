@@ -115,9 +115,8 @@ pub async fn build_marked_app(
 }
 
 async fn describe(docker: &Docker, action: &'static str, tag: &str) -> Result<MarkedImage, ArtifactError> {
-    let image = images::find_image(docker, tag)
-        .await?
-        .ok_or_else(|| ImageError::Missing { action, tag: tag.to_string() })?;
+    let image =
+        images::find_image(docker, tag).await?.ok_or_else(|| ImageError::Missing { action, tag: tag.to_string() })?;
     Ok(MarkedImage {
         tag: tag.to_string(),
         id: image.id.unwrap_or_default(),

@@ -25,6 +25,9 @@ pub const ALPHA: f64 = 0.01;
 
 /// The threshold of a metric and phase, or `None` when it is reported but never gates.
 ///
+/// `boot_ratio_to_process` is reported but does not gate: the bare process boots in a
+/// few milliseconds, so its median moves by half between runs and the ratio with it.
+///
 /// The bands are wide on purpose: on a shared 2-core machine the median boot time of
 /// the same build moved by up to 40% between runs, so a narrower band would fail
 /// builds on noise even with the significance test.
@@ -37,7 +40,6 @@ pub fn threshold(metric: &str, phase: &str) -> Option<Threshold> {
     };
     match (metric, phase) {
         ("boot_ms", "first_200") => Some(higher(50.0, 50.0, true)),
-        ("boot_ratio_to_process", _) => Some(higher(50.0, 0.0, true)),
         ("memory_overhead_mib", _) => Some(higher(25.0, 2.0, true)),
         ("memory_mib", "total") => Some(higher(25.0, 2.0, true)),
         ("image_mib", _) => Some(higher(10.0, 0.5, false)),

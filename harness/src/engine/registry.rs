@@ -32,9 +32,9 @@ pub const REGISTRY_PROGRAM: &str = "docker-registry";
 
 /// Prefix of the temporary folders that hold a registry's configuration, storage and log.
 const FOLDER_PREFIX: &str = "deploybench-registry-";
-/// File in the registry folder that holds the owner label value of the harness process.
+/// File in the registry folder with the owner label value of the harness process.
 const OWNER_FILE: &str = "owner";
-/// File in the registry folder that holds the registry's process id.
+/// File in the registry folder with the registry's process id.
 const PID_FILE: &str = "registry.pid";
 const LOG_FILE: &str = "registry.log";
 const CONFIG_FILE: &str = "config.yml";
@@ -86,7 +86,7 @@ pub enum RegistryError {
     Stream { action: &'static str, reference: String, message: String },
 }
 
-/// What the engine reported while it pulled one image.
+/// Duration and layer counts of one pull, from the engine's progress stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PullStats {
     /// From the pull call to the end of the engine's progress stream, when the image
@@ -190,7 +190,7 @@ impl LocalRegistry {
         format!("{}/{repository}", self.address)
     }
 
-    /// Returns the folder that holds the registry's configuration, storage and log.
+    /// Returns the folder with the registry's configuration, storage and log.
     pub fn folder(&self) -> &Path {
         &self.folder
     }
@@ -207,10 +207,17 @@ impl LocalRegistry {
             let message = format!("status {status}: {}", String::from_utf8_lossy(&body).trim());
             return Err(RegistryError::Request { address: self.address, path, message });
         }
-        let invalid = |message: String| RegistryError::InvalidManifest { address: self.address, reference: reference.clone(), message };
+        let invalid = |message: String| RegistryError::InvalidManifest {
+            address: self.address,
+            reference: reference.clone(),
+            message,
+        };
         let manifest: Manifest = serde_json::from_slice(&body).map_err(|error| invalid(error.to_string()))?;
         if manifest.media_type != MANIFEST_V2 && manifest.media_type != OCI_MANIFEST {
-            return Err(invalid(format!("media type {:?} is not a single-platform image manifest", manifest.media_type)));
+            return Err(invalid(format!(
+                "media type {:?} is not a single-platform image manifest",
+                manifest.media_type
+            )));
         }
         Ok(manifest)
     }
@@ -226,7 +233,8 @@ impl LocalRegistry {
             .await
             .map_err(|source| engine_error("tag an image as", source))?;
         // The registry has no authentication; bollard sends empty credentials.
-        let mut results = docker.push_image(&remote, Some(PushImageOptions { tag }), Some(DockerCredentials::default()));
+        let mut results =
+            docker.push_image(&remote, Some(PushImageOptions { tag }), Some(DockerCredentials::default()));
         while let Some(result) = results.next().await {
             match result {
                 Ok(info) => {
@@ -314,7 +322,11 @@ impl LocalRegistry {
         loop {
             if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
                 self.child = None;
-                return Err(RegistryError::Exited { address: self.address, status: status.to_string(), log: self.log_tail() });
+                return Err(RegistryError::Exited {
+                    address: self.address,
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
             }
             let last_error = match http_get(self.address, "/v2/", None).await {
                 Ok((200, _)) => return Ok(()),
@@ -379,7 +391,9 @@ pub async fn remove_image(docker: &Docker, reference: &str) -> Result<bool, Regi
     match docker.remove_image(reference, Some(options), None).await {
         Ok(_) => Ok(true),
         Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
-        Err(source) => Err(RegistryError::Engine { action: "remove the image", reference: reference.to_string(), source }),
+        Err(source) => {
+            Err(RegistryError::Engine { action: "remove the image", reference: reference.to_string(), source })
+        }
     }
 }
 
@@ -410,10 +424,18 @@ fn create_folder(parent: &Path) -> Result<PathBuf, RegistryError> {
     let folder = tempfile::Builder::new()
         .prefix(FOLDER_PREFIX)
         .tempdir_in(parent)
-        .map_err(|source| RegistryError::Io { action: "create a registry folder in", path: parent.to_path_buf(), source })?
+        .map_err(|source| RegistryError::Io {
+            action: "create a registry folder in",
+            path: parent.to_path_buf(),
+            source,
+        })?
         .keep();
     let owner = folder.join(OWNER_FILE);
-    fs::write(&owner, owner_label_value()).map_err(|source| RegistryError::Io { action: "write", path: owner, source })?;
+    fs::write(&owner, owner_label_value()).map_err(|source| RegistryError::Io {
+        action: "write",
+        path: owner,
+        source,
+    })?;
     Ok(folder)
 }
 
@@ -482,7 +504,9 @@ pub fn remove_leftover_registries(parent: &Path) -> usize {
         }
         match fs::remove_dir_all(&folder) {
             Ok(()) => removed += 1,
-            Err(error) => tracing::warn!(folder = %folder.display(), %error, "cannot delete a leftover registry folder"),
+            Err(error) => {
+                tracing::warn!(folder = %folder.display(), %error, "cannot delete a leftover registry folder")
+            }
         }
     }
     removed
@@ -524,7 +548,9 @@ mod tests {
     #[test]
     fn missing_layers_exclude_shared_base() {
         let first: Manifest = serde_json::from_str(MANIFEST).unwrap();
-        let second: Manifest = serde_json::from_str(&MANIFEST.replace("sha256:app1", "sha256:app2").replace("1500000", "1600000")).unwrap();
+        let second: Manifest =
+            serde_json::from_str(&MANIFEST.replace("sha256:app1", "sha256:app2").replace("1500000", "1600000"))
+                .unwrap();
         assert_eq!(second.layer_bytes_missing_from(&first), 1_600_000);
         assert_eq!(first.layer_bytes_missing_from(&first), 0);
     }

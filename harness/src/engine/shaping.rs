@@ -36,7 +36,7 @@ const SHAPED_QUANTUM: u32 = 65_536;
 const DEFAULT_QUANTUM: u32 = 200_000;
 /// Smallest bucket of the shaped class: two loopback packets of up to 64 KiB.
 const MIN_BURST_BYTES: u64 = 256 * 1024;
-/// The bucket holds this much time at the shaped rate when that is larger.
+/// Bucket size in seconds at the shaped rate, used when it exceeds [`MIN_BURST_BYTES`].
 const BURST_SECONDS: f64 = 0.01;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,9 @@ pub enum ShapingError {
     Command { command: String, status: String, stderr: String },
     #[error("{DEVICE} already has a root qdisc that deploybench did not create ({qdisc}); it is left alone")]
     Foreign { qdisc: String },
-    #[error("another deploybench process is shaping {DEVICE} (it holds {lock}); only one shaping can be active per host")]
+    #[error(
+        "another deploybench process is shaping {DEVICE} (it holds {lock}); only one shaping can be active per host"
+    )]
     Busy { lock: PathBuf },
     #[error("cannot lock {path}: {source}")]
     Lock {
@@ -92,28 +94,25 @@ impl PortShaping {
             return Err(ShapingError::Foreign { qdisc });
         }
 
-        tc(&["qdisc", "add", "dev", DEVICE, "root", "handle", ROOT_HANDLE, "htb", "default", "1"])?;
+        tc_words(&format!("qdisc add dev {DEVICE} root handle {ROOT_HANDLE} htb default 1"))?;
         // From here on, dropping the guard removes the qdisc, also when a later step fails.
         let shaping = PortShaping { port, bandwidth_mbit, lock: Some(lock) };
 
-        let default_quantum = DEFAULT_QUANTUM.to_string();
-        tc(&[
-            "class", "add", "dev", DEVICE, "parent", ROOT_HANDLE, "classid", DEFAULT_CLASS, "htb", "rate", DEFAULT_RATE, "ceil",
-            DEFAULT_RATE, "burst", "16m", "cburst", "16m", "quantum", &default_quantum,
-        ])?;
+        tc_words(&format!(
+            "class add dev {DEVICE} parent {ROOT_HANDLE} classid {DEFAULT_CLASS} htb rate {DEFAULT_RATE} \
+             ceil {DEFAULT_RATE} burst 16m cburst 16m quantum {DEFAULT_QUANTUM}"
+        ))?;
         let rate_bit = (bandwidth_mbit * 1e6).round().max(1.0) as u64;
-        let rate = format!("{rate_bit}bit");
-        let burst = burst_bytes(rate_bit).to_string();
-        let quantum = SHAPED_QUANTUM.to_string();
-        tc(&[
-            "class", "add", "dev", DEVICE, "parent", ROOT_HANDLE, "classid", SHAPED_CLASS, "htb", "rate", &rate, "ceil", &rate,
-            "burst", &burst, "cburst", &burst, "quantum", &quantum,
-        ])?;
-        let port_text = port.to_string();
-        tc(&[
-            "filter", "add", "dev", DEVICE, "parent", ROOT_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip",
-            "protocol", "6", "0xff", "match", "ip", "sport", &port_text, "0xffff", "flowid", SHAPED_CLASS,
-        ])?;
+        let burst = burst_bytes(rate_bit);
+        tc_words(&format!(
+            "class add dev {DEVICE} parent {ROOT_HANDLE} classid {SHAPED_CLASS} htb rate {rate_bit}bit \
+             ceil {rate_bit}bit burst {burst} cburst {burst} quantum {SHAPED_QUANTUM}"
+        ))?;
+        // Matches IPv4 TCP (protocol 6) from the shaped source port.
+        tc_words(&format!(
+            "filter add dev {DEVICE} parent {ROOT_HANDLE} protocol ip prio 1 u32 \
+             match ip protocol 6 0xff match ip sport {port} 0xffff flowid {SHAPED_CLASS}"
+        ))?;
         tracing::info!(port, bandwidth_mbit, device = DEVICE, "shaping applied");
         Ok(shaping)
     }
@@ -189,7 +188,7 @@ pub fn own_qdisc_present() -> Result<bool, ShapingError> {
 }
 
 fn check_root() -> Result<(), ShapingError> {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    // SAFETY: geteuid(2) takes no arguments and always succeeds (POSIX).
     let uid = unsafe { libc::geteuid() };
     if uid == 0 {
         Ok(())
@@ -209,6 +208,12 @@ fn tc(args: &[&str]) -> Result<String, ShapingError> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `tc` with the whitespace-separated words of `command` as its arguments.
+fn tc_words(command: &str) -> Result<String, ShapingError> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    tc(&words)
 }
 
 /// Returns the line of [`DEVICE`]'s root qdisc, or `None` for the kernel's default

@@ -174,9 +174,6 @@ impl fmt::Display for LoadSummary {
             write!(out, ", target {target:.2} req/s")?;
         }
         writeln!(out)?;
-        if let Arrival::Poisson { seed } = self.workload.arrival {
-            writeln!(out, "  Poisson seed {seed}")?;
-        }
 
         writeln!(out)?;
         writeln!(out, "Summary:")?;

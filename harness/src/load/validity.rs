@@ -16,8 +16,8 @@
 //!   response still held the connection do not count here, because the corrected
 //!   latency already accounts for them, as it does for a stall of the instance. The
 //!   limit is 10 ms rather than the 1 ms of `late_sends`, because waking an idle worker
-//!   through the timer thread took a median of 0.1 to 0.3 ms in debug test runs on a
-//!   shared 2-CPU machine, with a tail above 1 ms. A burst of responses, such as the backlog after
+//!   through the timer thread is not instant. In debug test runs on a shared 2-CPU
+//!   machine it took a median of 0.1 to 0.3 ms, with a tail above 1 ms. A burst of responses, such as the backlog after
 //!   a stall, also delays some wake-ups by a few milliseconds without the generator
 //!   falling behind. A generator that is really behind soon exceeds 10 ms, because its
 //!   lag grows with every send it cannot keep up with.

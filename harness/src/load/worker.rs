@@ -127,9 +127,9 @@ impl Worker {
             // from its intended time to the deadline, so an overloaded run understates
             // the corrected latency. `unsent` in the report counts them.
             if Instant::now() >= deadline {
-                let backlog = u64::from(send.in_window) + sends.filter(|send| send.in_window).count() as u64;
-                state.stats.unsent += backlog;
-                state.stats.scheduled += backlog - u64::from(send.in_window);
+                let rest = sends.filter(|send| send.in_window).count() as u64;
+                state.stats.scheduled += rest;
+                state.stats.unsent += rest + u64::from(send.in_window);
                 break;
             }
 

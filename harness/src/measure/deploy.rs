@@ -1,12 +1,12 @@
 //! Deploy cycles (`deploy_cycle_s`): a new version of the service built, pushed,
 //! pulled, started and healthy, with the old instance replaced, blue-green.
 //!
-//! Every deployment model provides its cycle through [`DeployTarget`]; this module
+//! Every deployment model provides its cycle through [`DeployTarget`]. This module
 //! implements it for the container models ([`ContainerDeploy`]) and turns the phases
 //! into samples ([`measure_deploy_cycles`]). Each cycle gives one sample per phase
 //! (`build`, `push`, `pull`, `start`, `healthy`, `replace`, in seconds) and their sum
-//! under the phase `""`, which comes first so that tables that take the first
-//! `deploy_cycle_s` summary of a model read the whole cycle.
+//! under the phase `""`. The sum comes first, so a table that takes the first
+//! `deploy_cycle_s` summary of a model reads the whole cycle.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -116,7 +116,11 @@ pub trait DeployTarget: Send {
 
     /// Deploys `version` (1, 2, …), a one-line change of the service, and replaces
     /// the running instance with it. Returns the phases it timed.
-    async fn deploy_next(&mut self, version: u32, progress: &(dyn for<'m> Fn(&'m str) + Sync)) -> Result<DeployPhases, DeployError>;
+    async fn deploy_next(
+        &mut self,
+        version: u32,
+        progress: &(dyn for<'m> Fn(&'m str) + Sync),
+    ) -> Result<DeployPhases, DeployError>;
 
     /// Stops the running instance and removes everything the target created.
     async fn tear_down(&mut self) -> Result<(), DeployError>;
@@ -183,11 +187,10 @@ struct Running {
 
 /// The deploy cycle of a container model.
 ///
-/// Build and target host are the same engine, so after the push the new version's
-/// local copies are removed (untimed) to stand for a target host that has only the
-/// running version, and the pull then downloads the new application layer. The
-/// base is the model's shared base image, present as on a host that runs the old
-/// version. `replace` stops the old container; no traffic switch is modelled, since
+/// Build and target host are the same engine. After the push, the new version's local
+/// copies are removed (untimed), as a target host has only the running version, so
+/// the pull downloads the new application layer. The base is the model's shared base
+/// image, present as on a host that runs the old version. `replace` stops the old container; no traffic switch is modelled, since
 /// the harness has no load balancer.
 pub struct ContainerDeploy {
     docker: Docker,
@@ -245,7 +248,11 @@ impl ContainerDeploy {
     }
 
     /// Runs one whole deploy of `version` and times its phases.
-    async fn deploy(&mut self, version: u32, progress: &(dyn for<'m> Fn(&'m str) + Sync)) -> Result<DeployPhases, DeployError> {
+    async fn deploy(
+        &mut self,
+        version: u32,
+        progress: &(dyn for<'m> Fn(&'m str) + Sync),
+    ) -> Result<DeployPhases, DeployError> {
         let base_tag = match &self.base_tag {
             Some(tag) => tag.clone(),
             None => {
@@ -326,11 +333,11 @@ impl ContainerDeploy {
     /// returns the time since `origin`.
     async fn wait_healthy(&self, id: &str, version: u32, origin: Instant) -> Result<Duration, DeployError> {
         let unhealthy = |message: String| DeployError::Unhealthy { model: self.kind.to_string(), version, message };
-        let details = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|source| DeployError::Engine { action: "inspect the container", target: id.to_string(), source })?;
+        let details = self.docker.inspect_container(id, None).await.map_err(|source| DeployError::Engine {
+            action: "inspect the container",
+            target: id.to_string(),
+            source,
+        })?;
         let port = details
             .network_settings
             .and_then(|network| network.ports)
@@ -372,7 +379,11 @@ impl DeployTarget for ContainerDeploy {
         self.deploy(0, progress).await.map(|_| ())
     }
 
-    async fn deploy_next(&mut self, version: u32, progress: &(dyn for<'m> Fn(&'m str) + Sync)) -> Result<DeployPhases, DeployError> {
+    async fn deploy_next(
+        &mut self,
+        version: u32,
+        progress: &(dyn for<'m> Fn(&'m str) + Sync),
+    ) -> Result<DeployPhases, DeployError> {
         self.deploy(version, progress).await
     }
 
@@ -449,7 +460,10 @@ mod tests {
         };
         let samples = cycle_samples("distroless", 2, &phases);
         let rows: Vec<(&str, f64)> = samples.iter().map(|sample| (sample.phase.as_str(), sample.value)).collect();
-        assert_eq!(rows, vec![("", 3.0), ("build", 1.5), ("push", 0.25), ("pull", 0.25), ("healthy", 0.5), ("replace", 0.5)]);
+        assert_eq!(
+            rows,
+            vec![("", 3.0), ("build", 1.5), ("push", 0.25), ("pull", 0.25), ("healthy", 0.5), ("replace", 0.5)]
+        );
         assert!(samples.iter().all(|sample| sample.metric == METRIC && sample.unit == "s" && sample.repetition == 2));
     }
 

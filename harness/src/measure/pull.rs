@@ -34,11 +34,12 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bollard::image::ListImagesOptions;
 use bollard::Docker;
 
 use crate::artifacts::marked::{self, MarkedImage};
 use crate::artifacts::{ArtifactCache, ArtifactError, Recipe, ServiceBinary};
-use crate::engine::docker::{owner_label_value, MANAGED_LABEL, OWNER_LABEL, RUN_LABEL};
+use crate::engine::docker::{owner_is_alive, owner_label_value, MANAGED_LABEL, OWNER_LABEL, RUN_LABEL};
 use crate::engine::images::find_image;
 use crate::engine::registry::{remove_image, LocalRegistry, Manifest, PullStats, RegistryError};
 use crate::engine::shaping::{self, PortShaping, ShapingError};
@@ -89,7 +90,8 @@ impl PullKind {
     }
 }
 
-/// How a pull figure came about; see the module documentation.
+/// Source of a pull figure: measured, shaped for real, or computed (see the module
+/// documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullMethod {
     Measured,
@@ -157,9 +159,10 @@ pub struct PullResults {
 }
 
 /// Estimates the round trips of a pull that downloads layers of `layer_sizes` bytes
-/// over `profile`: [`SETUP_ROUND_TRIPS`], then per wave of up to three parallel layer
-/// downloads a TCP connect, the request, and the TCP slow-start rounds of the wave's
-/// largest layer, until the window reaches the link's bandwidth-delay product.
+/// over `profile`. The count is [`SETUP_ROUND_TRIPS`] plus, per wave of up to three
+/// parallel layer downloads, a TCP connect, the request, and the slow-start rounds of
+/// the wave's largest layer. Slow start ends when the window reaches the link's
+/// bandwidth-delay product.
 ///
 /// NOTE: an estimate of the protocol's sequential steps; it ignores TCP losses, and
 /// its slow-start rounds also overlap the bytes / bandwidth term.
@@ -214,7 +217,7 @@ pub(crate) fn unique_token() -> String {
     format!("{}-{:x}", std::process::id(), nanos & 0xff_ffff_ffff)
 }
 
-/// The labels on every image and container that pull and deploy measurements create.
+/// Returns the labels of every image and container that pull and deploy measurements create.
 pub(crate) fn labels(run_id: &str, purpose: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_LABEL.to_string(), "true".to_string()),
@@ -222,6 +225,47 @@ pub(crate) fn labels(run_id: &str, purpose: &str) -> BTreeMap<String, String> {
         (OWNER_LABEL.to_string(), owner_label_value()),
         (PURPOSE_LABEL.to_string(), purpose.to_string()),
     ])
+}
+
+/// Removes images that pull and deploy measurements created and left behind, and
+/// returns how many it removed. With `run_id`, it removes that run's images (after an
+/// interrupted run, whose cleanup did not get to run). Without, it removes those of
+/// harness processes that no longer run. Failures are logged and skipped.
+pub async fn remove_leftover_images(docker: &Docker, run_id: Option<&str>) -> usize {
+    let options = ListImagesOptions::<String> {
+        filters: std::collections::HashMap::from([("label".to_string(), vec![PURPOSE_LABEL.to_string()])]),
+        ..Default::default()
+    };
+    let images = match docker.list_images(Some(options)).await {
+        Ok(images) => images,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list leftover measurement images");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for image in images {
+        let label = |name: &str| image.labels.get(name).map(String::as_str).unwrap_or_default();
+        let leftover = match run_id {
+            Some(run_id) => label(RUN_LABEL) == run_id,
+            None => !owner_is_alive(label(OWNER_LABEL)),
+        };
+        if !leftover {
+            continue;
+        }
+        // An image with several tags is removed tag by tag, which needs no force.
+        let mut failed = false;
+        for reference in image.repo_tags.iter().chain([&image.id]) {
+            if let Err(error) = remove_image(docker, reference).await {
+                tracing::warn!(%reference, %error, "cannot remove a leftover measurement image");
+                failed = true;
+            }
+        }
+        if !failed {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Measures cold and warm pulls of `kind`'s image from a local registry started for
@@ -381,13 +425,22 @@ impl PullImages {
                 if repetition == 0 && profile.is_none() {
                     let image = find_image(docker, &self.remote(1)).await.map_err(ArtifactError::from)?;
                     let size = image.and_then(|image| image.size).unwrap_or(0).max(0) as f64;
-                    recorder.samples.push(Sample::new(&self.model, "image_mib", UNCOMPRESSED_PHASE, 0, size / MIB, "MiB"));
+                    recorder.samples.push(Sample::new(
+                        &self.model,
+                        "image_mib",
+                        UNCOMPRESSED_PHASE,
+                        0,
+                        size / MIB,
+                        "MiB",
+                    ));
                 }
             }
 
             // Version 1 stays present for the warm pulls: its base layer is shared.
-            let missing: Vec<u64> = warm.layers.iter().filter(|layer| !cold.layers.contains(layer)).map(|layer| layer.size).collect();
-            let warm_plan = PullPlan { kind: PullKind::Warm, version: 2, layer_sizes: missing, expected_present: shared_layers };
+            let missing: Vec<u64> =
+                warm.layers.iter().filter(|layer| !cold.layers.contains(layer)).map(|layer| layer.size).collect();
+            let warm_plan =
+                PullPlan { kind: PullKind::Warm, version: 2, layer_sizes: missing, expected_present: shared_layers };
             for profile in std::iter::once(None).chain(settings.profiles.iter().map(Some)) {
                 remove_image(docker, &self.remote(2)).await?;
                 self.check_absent(docker, &self.ids[1..2], "warm").await?;
@@ -410,27 +463,29 @@ impl PullImages {
         shaping: &mut ShapingState,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Pulled, PullError> {
-        let profile_name = profile.map_or(LinkProfile::UNSHAPED_NAME, |profile| profile.name.as_str());
         let Some(profile) = profile else {
             progress(&format!("{} pull of {} over the unshaped loopback", plan.kind.name(), self.model));
             let stats = registry.pull(docker, &self.repository, &self.tag(plan.version)).await?;
             self.check_layers(plan, &stats)?;
             return Ok(Pulled::Unshaped(stats));
         };
+
         let Some(guard) = shaping.apply(registry.address().port(), profile) else {
             return Ok(Pulled::NotShaped);
         };
         progress(&format!(
-            "{} pull of {} at {} Mbit/s ({profile_name}, shaped with tc)",
+            "{} pull of {} at {} Mbit/s ({}, shaped with tc)",
             plan.kind.name(),
             self.model,
-            profile.bandwidth_mbit
+            profile.bandwidth_mbit,
+            profile.name
         ));
         let pulled = registry.pull(docker, &self.repository, &self.tag(plan.version)).await;
         let sent = guard.sent_bytes();
         let removed = guard.remove();
         let stats = pulled?;
         self.check_layers(plan, &stats)?;
+
         if let Err(error) = removed {
             shaping.disable(format!("removing the qdisc failed: {error}"));
             return Ok(Pulled::NotShaped);
@@ -481,7 +536,7 @@ impl PullImages {
     }
 }
 
-/// What one pull is expected to do.
+/// The expected outcome of one pull.
 struct PullPlan {
     kind: PullKind,
     version: u32,
@@ -535,7 +590,9 @@ impl Recorder {
         let (method, value) = match pulled {
             Pulled::Shaped(stats) => (PullMethod::Applied, ms(&stats) + delay_ms(round_trips, profile)),
             Pulled::Unshaped(_) | Pulled::NotShaped => {
-                let Some(unshaped) = self.unshaped_ms[index] else { return };
+                let Some(unshaped) = self.unshaped_ms[index] else {
+                    return;
+                };
                 let bytes = plan.layer_sizes.iter().sum();
                 (PullMethod::Computed, computed_pull_ms(unshaped, bytes, round_trips, profile))
             }
@@ -544,7 +601,14 @@ impl Recorder {
         self.samples.push(Sample::new(&self.model, METRIC, &phase, repetition, value, "ms"));
         if repetition == 0 {
             let phase = format!("{}/{}", plan.kind.name(), profile.name);
-            self.samples.push(Sample::new(&self.model, ROUND_TRIPS_METRIC, &phase, 0, f64::from(round_trips), "round trips"));
+            self.samples.push(Sample::new(
+                &self.model,
+                ROUND_TRIPS_METRIC,
+                &phase,
+                0,
+                f64::from(round_trips),
+                "round trips",
+            ));
         }
     }
 }
@@ -675,6 +739,9 @@ mod tests {
             .filter(|sample| sample.metric == METRIC)
             .map(|sample| (sample.phase.as_str(), sample.value))
             .collect();
-        assert_eq!(pulls, vec![("warm/unshaped/measured", 200.0), ("warm/edge/computed", 1200.0), ("warm/edge/applied", 200.0)]);
+        assert_eq!(
+            pulls,
+            vec![("warm/unshaped/measured", 200.0), ("warm/edge/computed", 1200.0), ("warm/edge/applied", 200.0)]
+        );
     }
 }

@@ -34,8 +34,8 @@ fn push_load(samples: &mut Vec<Sample>, model: &str, latency: [f64; 5]) {
 /// Pull samples of distroless and fat-image: cold pulls over the loopback and a shaped
 /// cloud link, warm pulls over the loopback, and distroless deploy cycles of 60 s.
 ///
-/// On the cloud link distroless pulls in 300 ms and fat-image in 6 s, a 95% reduction;
-/// over the loopback 100 ms and 1 s, a 90% reduction.
+/// On the cloud link distroless pulls in 300 ms and fat-image in 6 s, a 95% reduction.
+/// Over the loopback they pull in 100 ms and 1 s, a 90% reduction.
 fn push_pulls(samples: &mut Vec<Sample>) {
     for (model, size, compressed, loopback, cloud) in [
         ("distroless", 8.2, 3.0, [100.0, 110.0, 90.0], [300.0, 310.0, 290.0]),

@@ -32,13 +32,16 @@ pub async fn measure(
     progress: &Progress,
     shared: &Shared,
 ) -> Result<(), ModelError> {
-    let label = model.label();
+    // The label may change in prepare: the vm model adds its accelerator, `vm (tcg)`.
+    let step = progress.step(&model.label(), 0);
     // One emulated VM boot takes about a minute, so the vm model has its own count.
     let repetitions = if model.kind() == ModelKind::Vm { env.scenario.vm.boots } else { env.scenario.boot.repetitions };
-    let step = progress.step(&label, u64::from(repetitions) + 2);
 
     step.message("preparing the artifact");
     let artifact = model.prepare(env, binary, &|message: &str| step.message(message)).await?;
+    step.finish(&format!("artifact {}", artifact.name));
+    let label = model.label();
+    let step = progress.step(&label, u64::from(repetitions) + 1);
     step.advance(&format!("artifact {} ({})", artifact.name, if artifact.reused { "cached" } else { "built" }));
     shared.lock().expect("no code panics while holding the lock").artifacts.push(ArtifactRecord {
         model: label.clone(),
@@ -84,6 +87,14 @@ pub async fn measure(
         samples.extend(measured?);
         push(shared, samples);
         stopped?;
+    }
+
+    if model.kind() == ModelKind::Function && booted > 0 {
+        step.message("function: cold starts, gateway overhead and load patterns");
+        match crate::models::measure_function_patterns(env, binary, &|message: &str| step.message(message)).await {
+            Ok(samples) => push(shared, samples),
+            Err(error) => tracing::warn!(model = %label, %error, "function measurements failed"),
+        }
     }
 
     match (booted, last_error) {

@@ -79,7 +79,12 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     let docker = context::connect_engine(&scenario).await;
     if let Ok(docker) = &docker {
         remove_leftovers(docker, &progress).await;
+        crate::measure::pull::remove_leftover_images(docker, None).await;
     }
+    // Leftovers of killed runs: a traffic-shaping qdisc and registry folders. Without
+    // root there is nothing of ours to remove, so the error is ignored.
+    let _ = crate::engine::shaping::remove_leftover_shaping();
+    crate::engine::registry::remove_leftover_registries(&std::env::temp_dir());
     let mut meta = RunMeta {
         deploybench_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: context::git_revision(&options.workspace_root),
@@ -115,6 +120,7 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
         eprintln!("deploybench: interrupted, stopping instances and saving partial results");
         if let Ok(docker) = crate::engine::docker::connect().await {
             cleanup::remove_run_containers(&docker, &run_id).await;
+            crate::measure::pull::remove_leftover_images(&docker, Some(&run_id)).await;
         }
     }
 
@@ -190,7 +196,67 @@ async fn measure_all(
             }
         }
     }
+    if let Ok(docker) = &docker {
+        measure_distribution(scenario, run_id, docker, &env, &binary, progress, &shared).await;
+    }
     Ok(())
+}
+
+/// Pull latency from a local registry and the deploy cycle of each container model,
+/// when the scenario enables them. A failure fails only that model's figure.
+async fn measure_distribution(
+    scenario: &Scenario,
+    run_id: &str,
+    docker: &bollard::Docker,
+    env: &crate::models::ModelEnv,
+    binary: &crate::artifacts::ServiceBinary,
+    progress: &Progress,
+    shared: &Shared,
+) {
+    use crate::measure::{deploy, pull};
+
+    let containers = scenario.models.iter().copied().filter(|kind| matches!(kind, ModelKind::Distroless | ModelKind::FatImage));
+    for kind in containers {
+        if scenario.pull.enabled {
+            let step = progress.step(&format!("pull {kind}"), 0);
+            match pull::measure_pulls(docker, &env.cache, binary, kind, &scenario.pull, run_id, &|m: &str| step.message(m)).await {
+                Ok(results) => {
+                    let mut collected = shared.lock().expect("no code panics while holding the lock");
+                    collected.samples.extend(results.samples);
+                    collected.checks.extend(results.checks);
+                    step.finish("pull latency measured");
+                }
+                Err(error) => {
+                    tracing::error!(model = %kind, %error, "pull measurement failed");
+                    step.finish(&format!("pull measurement failed: {error}"));
+                }
+            }
+        }
+        if scenario.deploy.enabled {
+            let step = progress.step(&format!("deploy {kind}"), 0);
+            let measured = deploy::measure_deploy_cycle(
+                docker,
+                &env.cache,
+                binary,
+                kind,
+                &scenario.deploy,
+                &scenario.limits,
+                run_id,
+                &|m: &str| step.message(m),
+            )
+            .await;
+            match measured {
+                Ok(samples) => {
+                    shared.lock().expect("no code panics while holding the lock").samples.extend(samples);
+                    step.finish("deploy cycle measured");
+                }
+                Err(error) => {
+                    tracing::error!(model = %kind, %error, "deploy cycle measurement failed");
+                    step.finish(&format!("deploy cycle measurement failed: {error}"));
+                }
+            }
+        }
+    }
 }
 
 fn record_outcome(shared: &Shared, model: &str, status: &str, reason: &str) {

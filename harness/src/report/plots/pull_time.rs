@@ -35,7 +35,8 @@ fn lines(data: &RunData) -> (Vec<LinkLine>, Vec<(String, f64, f64)>) {
         let mut points = Vec::new();
         let mut methods: Vec<&str> = Vec::new();
         for model in &pulls.models {
-            let (Some(size), Some(figure)) = (pulls.image_mib(model), pulls.figure(model, PullKind::Cold, &link.name)) else {
+            let (Some(size), Some(figure)) = (pulls.image_mib(model), pulls.figure(model, PullKind::Cold, &link.name))
+            else {
                 continue;
             };
             let median = figure.summary.median;
@@ -43,8 +44,8 @@ fn lines(data: &RunData) -> (Vec<LinkLine>, Vec<(String, f64, f64)>) {
                 continue;
             }
             points.push((size, median));
-            if !methods.contains(&figure.method.name()) {
-                methods.push(figure.method.name());
+            if !methods.contains(&figure.method.description()) {
+                methods.push(figure.method.description());
             }
             match model_labels.iter_mut().find(|(name, _, _)| name == model) {
                 Some(entry) => entry.2 = entry.2.max(median),
@@ -66,7 +67,8 @@ fn lines(data: &RunData) -> (Vec<LinkLine>, Vec<(String, f64, f64)>) {
 
 /// Returns a log-axis range around `values` with some room on both sides.
 fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| (low.min(value), high.max(value)));
+    let (low, high) =
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| (low.min(value), high.max(value)));
     (low / 2.0)..(high * 2.0)
 }
 
