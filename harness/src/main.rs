@@ -73,8 +73,13 @@ enum Command {
     Check {
         scenario: PathBuf,
     },
-    /// Remove the containers of deploybench runs whose process is gone.
-    Clean,
+    /// Remove what deploybench runs left behind: containers and pulled image copies of
+    /// runs whose process is gone, a traffic-shaping qdisc and registry folders.
+    Clean {
+        /// Also remove every image deploybench built (they are rebuilt on the next run).
+        #[arg(long)]
+        images: bool,
+    },
     /// Run the load generator alone against a loopback URL and print a wrk2-style summary.
     Load(deploybench::load::cli::LoadArgs),
 }
@@ -140,15 +145,30 @@ async fn dispatch(command: Command) -> ExitCode {
             Err(error) => fail(2, &error.to_string()),
         },
         Command::Load(args) => deploybench::load::cli::run(args).await,
-        Command::Clean => match deploybench::engine::docker::connect().await {
-            Ok(docker) => {
-                let removed = runner::remove_leftovers(&docker, &runner::progress::Progress::new(true)).await;
-                println!("removed {removed} container(s)");
-                ExitCode::SUCCESS
-            }
-            Err(error) => fail(2, &error.to_string()),
-        },
+        Command::Clean { images } => clean(images).await,
     }
+}
+
+async fn clean(images: bool) -> ExitCode {
+    let docker = match deploybench::engine::docker::connect().await {
+        Ok(docker) => docker,
+        Err(error) => return fail(2, &error.to_string()),
+    };
+    let containers = runner::remove_leftovers(&docker, &runner::progress::Progress::new(true)).await;
+    let copies = deploybench::measure::pull::remove_leftover_images(&docker, None).await;
+    let registries = deploybench::engine::registry::remove_leftover_registries(&std::env::temp_dir());
+    let shaping = match deploybench::engine::shaping::remove_leftover_shaping() {
+        Ok(_) => "checked",
+        Err(_) => "not checked (needs root)",
+    };
+    println!("removed {containers} container(s), {copies} pulled image copies, {registries} registry folder(s); traffic shaping {shaping}");
+    if images {
+        match deploybench::engine::images::remove_managed_images(&docker).await {
+            Ok(count) => println!("removed {count} image(s) built by deploybench"),
+            Err(error) => return fail(2, &error.to_string()),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn audit(image: &str, json: bool) -> ExitCode {
