@@ -25,7 +25,7 @@ async fn sigint_leaves_nothing_behind() {
     std::fs::write(&scenario, SCENARIO).unwrap();
     let runs = folder.path().join("runs");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
+    let child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
         .args(["run", "--quiet", "--output"])
         .arg(&runs)

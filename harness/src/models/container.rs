@@ -36,11 +36,13 @@ pub enum ContainerFlavor {
 pub struct ContainerModel {
     flavor: ContainerFlavor,
     image: Option<String>,
+    /// The engine, kept from prepare so that accounting can tell why a container died.
+    engine: Option<Docker>,
 }
 
 impl ContainerModel {
     pub fn new(flavor: ContainerFlavor) -> ContainerModel {
-        ContainerModel { flavor, image: None }
+        ContainerModel { flavor, image: None, engine: None }
     }
 
     fn docker<'a>(&self, env: &'a ModelEnv) -> Result<&'a Docker, ModelError> {
@@ -151,6 +153,24 @@ impl ContainerModel {
         }
     }
 
+    /// Why a container is no longer running, when it is not: killed by the kernel for
+    /// exceeding its memory limit, or exited with a code. `None` while it runs.
+    pub(crate) async fn exit_reason(docker: &Docker, id: &str) -> Option<String> {
+        let details = docker.inspect_container(id, None).await.ok()?;
+        let state = details.state.as_ref()?;
+        if state.running == Some(true) {
+            return None;
+        }
+        if state.oom_killed == Some(true) {
+            let limit = details.host_config.as_ref().and_then(|config| config.memory).filter(|&bytes| bytes > 0);
+            return Some(match limit {
+                Some(bytes) => format!("the container was killed for exceeding its memory limit of {} MiB", bytes >> 20),
+                None => "the container was killed by the out-of-memory killer".to_string(),
+            });
+        }
+        Some(format!("the container exited with code {}", state.exit_code.unwrap_or(-1)))
+    }
+
     async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         docker.remove_container(id, Some(options)).await
@@ -185,6 +205,7 @@ impl DeploymentModel for ContainerModel {
         }
         .map_err(|error| ModelError::Prepare { model: self.kind(), message: error.to_string() })?;
         self.image = Some(built.tag.clone());
+        self.engine = Some(docker.clone());
         Ok(PreparedArtifact {
             name: built.tag,
             size_bytes: built.size_bytes,
@@ -233,6 +254,10 @@ impl DeploymentModel for ContainerModel {
                 })
             }
             Err(message) => {
+                let message = match Self::exit_reason(docker, &id).await {
+                    Some(reason) => format!("{reason}; {message}"),
+                    None => message,
+                };
                 let logs = Self::log_tail(docker, &id).await;
                 let _ = Self::remove(docker, &id).await;
                 Err(fail(format!("{message}; last log lines of {container_name}:\n{logs}")))
@@ -244,13 +269,29 @@ impl DeploymentModel for ContainerModel {
         let InstanceHandle::Container { pid, cgroup, .. } = &instance.handle else {
             unreachable!("container models only create container instances");
         };
-        let fail = |message: String| ModelError::Accounting { instance: instance.name.clone(), message };
-        let instance_bytes = cgroup.memory_bytes().map_err(|error| fail(error.to_string()))?;
-        let cpu_time = cgroup.cpu_time().map_err(|error| fail(error.to_string()))?;
-        // The container's first process is a child of its runtime shim.
-        let shim = procfs::parent_pid(*pid).map_err(|error| fail(error.to_string()))?;
-        let runtime_bytes = procfs::pss_bytes(shim).map_err(|error| fail(error.to_string()))?;
-        Ok(Accounting { instance_bytes, runtime_bytes, cpu_time })
+        let read = || -> Result<Accounting, String> {
+            let instance_bytes = cgroup.memory_bytes().map_err(|error| error.to_string())?;
+            let cpu_time = cgroup.cpu_time().map_err(|error| error.to_string())?;
+            // The container's first process is a child of its runtime shim.
+            let shim = procfs::parent_pid(*pid).map_err(|error| error.to_string())?;
+            let runtime_bytes = procfs::pss_bytes(shim).map_err(|error| error.to_string())?;
+            Ok(Accounting { instance_bytes, runtime_bytes, cpu_time })
+        };
+        match read() {
+            Ok(accounting) => Ok(accounting),
+            Err(message) => {
+                // Files of a dead container vanish; say so when the kernel killed it.
+                let InstanceHandle::Container { id, .. } = &instance.handle else { unreachable!() };
+                let message = match &self.engine {
+                    Some(docker) => match Self::exit_reason(docker, id).await {
+                        Some(reason) => format!("{reason} ({message})"),
+                        None => message,
+                    },
+                    None => message,
+                };
+                Err(ModelError::Accounting { instance: instance.name.clone(), message })
+            }
+        }
     }
 
     async fn stop(&self, env: &ModelEnv, instance: Instance) -> Result<(), ModelError> {

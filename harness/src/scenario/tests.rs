@@ -465,3 +465,65 @@ fn pull_profile_without_bandwidth_rejected() {
     assert!(line >= 2, "{line}: {message}");
     assert!(message.contains("bandwidth_mbit"), "{message}");
 }
+
+mod fuzz {
+    //! Property tests: no input makes the parser panic, and every rejection points at a
+    //! line of the file.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECTIONS: [&str; 10] = ["", "boot", "memory", "load", "limits", "service", "vm", "function", "pull", "deploy"];
+    const KEYS: [&str; 16] = [
+        "models", "name", "repetitions", "timeout_s", "settle_s", "rate", "duration_s", "warmup_s", "connections",
+        "path", "cpus", "memory_mib", "boots", "accelerator", "keep_warm_s", "enabled",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| format!("{v:?}")),
+            Just("nan".to_string()),
+            Just("-inf".to_string()),
+            "[a-z\\-/?=]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("[\"process\", \"vm\"]".to_string()),
+            Just("[]".to_string()),
+            Just("true".to_string()),
+            Just("{ a = 1 }".to_string()),
+        ]
+    }
+
+    fn document() -> impl Strategy<Value = String> {
+        prop::collection::vec((0..SECTIONS.len(), 0..KEYS.len(), value()), 0..12).prop_map(|entries| {
+            let mut text = String::from("models = [\"process\"]\n");
+            for (section, key, value) in entries {
+                if !SECTIONS[section].is_empty() {
+                    text.push_str(&format!("[{}]\n", SECTIONS[section]));
+                }
+                text.push_str(&format!("{} = {value}\n", KEYS[key]));
+            }
+            text
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn generated_scenarios_accepted_or_located(text in document()) {
+            match parse(&text) {
+                Ok(scenario) => prop_assert!(!scenario.models.is_empty()),
+                Err(ScenarioError::Invalid { line, .. }) => {
+                    prop_assert!(line >= 1);
+                    prop_assert!(line <= text.lines().count() + 1, "line {} of {} lines", line, text.lines().count());
+                }
+                Err(other) => prop_assert!(false, "unexpected error {}", other),
+            }
+        }
+    }
+}

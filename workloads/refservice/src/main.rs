@@ -1,7 +1,8 @@
 //! refservice: the one web service that deploybench boots under every deployment model.
 //!
 //! Routes: `GET /health` (200 once ready, 503 before), `GET /` (a small JSON document),
-//! `GET /work?n=N` (N rounds of SHA-256, returns the checksum). `refservice healthcheck`
+//! `GET /work?n=N` (N rounds of SHA-256, returns the checksum), `GET /alloc?mib=N`
+//! (allocates and writes N MiB once, for memory-limit fault tests). `refservice healthcheck`
 //! probes a running instance and exits 0 or 1, so an image without a shell can still
 //! carry a HEALTHCHECK, and `refservice selfcheck` prints what the process may do
 //! inside its sandbox (uid, capabilities, writable paths). SIGTERM and SIGINT stop

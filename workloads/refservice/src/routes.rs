@@ -37,6 +37,10 @@ pub fn handle<B>(state: &State, request: &Request<B>) -> Response<Full<Bytes>> {
             "application/json",
             format!("{{\"service\":\"refservice\",\"version\":\"{VERSION}\"}}\n"),
         ),
+        "/alloc" => match query_number(request.uri().query(), "mib", MAX_ALLOC_MIB) {
+            Ok(mib) => reply(StatusCode::OK, "application/json", format!("{{\"allocated_mib\":{mib},\"sum\":{}}}\n", touch_memory(mib))),
+            Err(message) => reply(StatusCode::BAD_REQUEST, "text/plain", message),
+        },
         "/work" => match work_rounds(request.uri().query()) {
             Ok(rounds) => reply(
                 StatusCode::OK,
@@ -56,6 +60,30 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
         response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
     }
     response
+}
+
+/// Largest allocation `/alloc` accepts, in MiB.
+pub const MAX_ALLOC_MIB: u64 = 4096;
+
+/// Reads the whole number `key` from the query string, at most `max`.
+fn query_number(query: Option<&str>, key: &str, max: u64) -> Result<u64, String> {
+    let prefix = format!("{key}=");
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(prefix.as_str()))
+        .ok_or_else(|| format!("missing {key}: expected {key}=N\n"))?;
+    match value.parse::<u64>() {
+        Ok(number) if number <= max => Ok(number),
+        _ => Err(format!("invalid {key} {value:?}: expected a whole number from 0 to {max}\n")),
+    }
+}
+
+/// Allocates and writes `mib` MiB, then frees it: lets fault tests push an instance
+/// past its memory limit. Returns a sum so the writes cannot be optimized away.
+fn touch_memory(mib: u64) -> u64 {
+    let bytes = vec![1u8; (mib as usize) << 20];
+    bytes.iter().step_by(4096).map(|&byte| u64::from(byte)).sum()
 }
 
 /// Reads `n` from the query string; a missing `n` means one round.
@@ -133,6 +161,17 @@ mod tests {
         let state = State::new(Instant::now());
         assert_eq!(get(&state, "/work?n=abc").0, StatusCode::BAD_REQUEST);
         assert_eq!(get(&state, "/work?n=99999999999").0, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn alloc_touches_memory() {
+        let state = State::new(Instant::now());
+        let (status, body) = get(&state, "/alloc?mib=2");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\"allocated_mib\":2"), "{body}");
+        assert!(body.contains("\"sum\":512"), "{body}");
+        assert_eq!(get(&state, "/alloc").0, StatusCode::BAD_REQUEST);
+        assert_eq!(get(&state, "/alloc?mib=99999").0, StatusCode::BAD_REQUEST);
     }
 
     #[test]
