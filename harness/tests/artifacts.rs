@@ -275,7 +275,7 @@ async fn build_stream_error_returned() {
 #[test]
 fn static_binary_hashed() {
     let binary = service_binary();
-    assert!(binary.path.ends_with(Path::new("x86_64-unknown-linux-gnu/release/refservice")), "{:?}", binary.path);
+    assert!(binary.path.ends_with(Path::new("x86_64-unknown-linux-gnu/service/refservice")), "{:?}", binary.path);
     assert_eq!(binary.sha256.len(), 64);
     assert_eq!(binary.size_bytes, std::fs::metadata(&binary.path).unwrap().len());
     assert_eq!(build_service_binary(&artifacts::source_workspace_root()).unwrap(), binary);
