@@ -171,6 +171,18 @@ impl ContainerModel {
         Some(format!("the container exited with code {}", state.exit_code.unwrap_or(-1)))
     }
 
+    /// Like `exit_reason`, but gives the engine up to 2 s to notice a process that
+    /// just died: its files in /proc vanish before the engine updates its state.
+    async fn await_exit_reason(docker: &Docker, id: &str) -> Option<String> {
+        for _ in 0..20 {
+            if let Some(reason) = Self::exit_reason(docker, id).await {
+                return Some(reason);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         docker.remove_container(id, Some(options)).await
@@ -283,7 +295,7 @@ impl DeploymentModel for ContainerModel {
                 // Files of a dead container vanish; say so when the kernel killed it.
                 let InstanceHandle::Container { id, .. } = &instance.handle else { unreachable!() };
                 let message = match &self.engine {
-                    Some(docker) => match Self::exit_reason(docker, id).await {
+                    Some(docker) => match Self::await_exit_reason(docker, id).await {
                         Some(reason) => format!("{reason} ({message})"),
                         None => message,
                     },
