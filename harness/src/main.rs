@@ -54,7 +54,7 @@ enum Command {
         baseline: PathBuf,
         /// Run folder to check.
         run: PathBuf,
-        /// Where to write the run's medians as bencher JSON (default: RUN/bencher.json).
+        /// Output file for the run's medians as bencher JSON (default: RUN/bencher.json).
         #[arg(long)]
         json: Option<PathBuf>,
     },

@@ -41,7 +41,7 @@ pub enum AuditError {
     Export { image: String, message: String },
 }
 
-/// What the checklist reads from an image's configuration.
+/// Facts the checklist reads from an image's configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageFacts {
     pub user: String,

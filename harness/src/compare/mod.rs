@@ -17,7 +17,7 @@ pub mod policy;
 pub use baseline::{Baseline, BaselineError, Series};
 use policy::{Direction, Threshold};
 
-/// What happened to one figure.
+/// Verdict on one figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -42,7 +42,7 @@ pub struct Row {
     pub change_percent: Option<f64>,
     pub p_value: Option<f64>,
     pub verdict: Verdict,
-    /// Why the verdict, in a few words.
+    /// Reason for the verdict, in a few words.
     pub reason: String,
 }
 
@@ -157,7 +157,7 @@ fn figure(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_string(), |v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string())
 }
 
-/// A markdown summary: regressions first, then improvements, then the rest.
+/// Renders a markdown summary: regressions first, then improvements, then the rest.
 pub fn to_markdown(comparison: &Comparison) -> String {
     let mut text = String::new();
     let count = |verdict| comparison.rows.iter().filter(|row| row.verdict == verdict).count();

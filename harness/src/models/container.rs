@@ -292,7 +292,7 @@ impl DeploymentModel for ContainerModel {
         match read() {
             Ok(accounting) => Ok(accounting),
             Err(message) => {
-                // Files of a dead container vanish; say so when the kernel killed it.
+                // The files of a dead container vanish, so name the kernel's kill when there was one.
                 let InstanceHandle::Container { id, .. } = &instance.handle else { unreachable!() };
                 let message = match &self.engine {
                     Some(docker) => match Self::await_exit_reason(docker, id).await {

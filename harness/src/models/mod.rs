@@ -22,7 +22,7 @@ pub use function::{measure_function_patterns, FunctionInstance, FunctionModel};
 pub use process::ProcessModel;
 pub use vm::{GuestMemory, VmHandle, VmModel};
 
-/// What every model needs from the run that drives it.
+/// Context every model receives from the run that drives it.
 #[derive(Clone)]
 pub struct ModelEnv {
     pub scenario: Scenario,

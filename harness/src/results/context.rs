@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Everything `run.json` holds about one run.
+/// The contents of `run.json` for one run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunMeta {
     pub deploybench_version: String,
@@ -17,7 +17,7 @@ pub struct RunMeta {
     pub finished_at: Option<String>,
     /// False when the run was interrupted or failed before every step finished.
     pub complete: bool,
-    /// Why the run is incomplete, when it is.
+    /// Reason the run is incomplete, when it is.
     pub incomplete_reason: Option<String>,
     pub host: HostContext,
     pub engine: Option<EngineContext>,
@@ -60,13 +60,13 @@ pub struct QemuContext {
     pub accelerator: String,
 }
 
-/// What happened to one deployment model in the run.
+/// Outcome of one deployment model in the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelOutcome {
     pub model: String,
     /// "measured", "skipped" or "failed".
     pub status: String,
-    /// Why the model was skipped or failed; empty when measured.
+    /// Reason the model was skipped or failed, empty when it was measured.
     pub reason: String,
 }
 

@@ -44,7 +44,7 @@ async fn remove_all(docker: &Docker, ids: &[String]) -> usize {
     removed
 }
 
-/// Removes containers left by earlier runs whose process is gone, and says how many.
+/// Removes containers left by earlier runs whose process is gone, and returns how many.
 /// Containers of a run that is still going are kept.
 pub async fn remove_leftovers(docker: &Docker, progress: &Progress) -> usize {
     match labelled_containers(docker, vec![format!("{MANAGED_LABEL}=true")], true).await {

@@ -17,7 +17,7 @@ pub mod progress;
 pub use cleanup::remove_leftovers;
 use progress::Progress;
 
-/// What `deploybench run` needs.
+/// Options of `deploybench run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub scenario_path: PathBuf,
@@ -28,7 +28,7 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-/// Where a finished or interrupted run left its files.
+/// Location and status of a finished or interrupted run.
 #[derive(Debug)]
 pub struct RunOutcome {
     pub folder: PathBuf,

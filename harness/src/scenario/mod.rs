@@ -251,7 +251,7 @@ impl VmAccelerator {
     }
 }
 
-/// Why a scenario file was rejected.
+/// Reason a scenario file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {path}: {source}")]
@@ -287,7 +287,7 @@ impl Scenario {
             .map_err(|(span, message)| invalid(Some(span), message))
     }
 
-    /// The default name of a scenario is its file stem.
+    /// Returns the default name of a scenario: its file stem.
     pub fn default_name(path: &Path) -> String {
         path.file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
