@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use deploybench::runner::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "deploybench", version, about = "Boots one web service as a process, a container and more, and measures what each deployment model costs")]
+#[command(
+    name = "deploybench",
+    version,
+    about = "Boots one web service as a process, a container and more, and measures what each deployment model costs"
+)]
 struct Cli {
     /// Log level for messages on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "DEPLOYBENCH_LOG", default_value = "warn")]
@@ -70,9 +74,7 @@ enum Command {
     #[command(subcommand)]
     Baseline(BaselineCommand),
     /// Check a scenario file without running it.
-    Check {
-        scenario: PathBuf,
-    },
+    Check { scenario: PathBuf },
     /// Remove what deploybench runs left behind: containers and pulled image copies of
     /// runs whose process is gone, a traffic-shaping qdisc and registry folders.
     Clean {
@@ -116,7 +118,11 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Run { scenario, output, quiet } => run(scenario, output, quiet).await,
+        Command::Run {
+            scenario,
+            output,
+            quiet,
+        } => run(scenario, output, quiet).await,
         Command::Report { run, history, output } => report(run, history, output),
         Command::Compare { baseline, run, json } => {
             match deploybench::compare::run_compare(&baseline, &run, json.as_deref()) {
@@ -181,11 +187,19 @@ async fn audit(image: &str, json: bool) -> ExitCode {
         Err(error) => return fail(2, &error.to_string()),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&items).expect("audit items always serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).expect("audit items always serialize")
+        );
     } else {
         println!("audit of {image}\n");
         for item in &items {
-            println!("{}  {}: {}", if item.passed { "pass" } else { "FAIL" }, item.item, item.reason);
+            println!(
+                "{}  {}: {}",
+                if item.passed { "pass" } else { "FAIL" },
+                item.item,
+                item.reason
+            );
         }
     }
     if items.iter().all(|item| item.passed) {
@@ -247,7 +261,9 @@ fn workspace_root() -> PathBuf {
     if current.join("workloads/refservice/Cargo.toml").exists() {
         return current;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or(current, Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or(current, Path::to_path_buf)
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {

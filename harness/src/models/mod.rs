@@ -89,8 +89,15 @@ pub struct Instance {
 
 #[derive(Debug)]
 pub enum InstanceHandle {
-    Process { child: tokio::process::Child, pid: u32 },
-    Container { id: String, pid: u32, cgroup: crate::measure::cgroup::Cgroup },
+    Process {
+        child: tokio::process::Child,
+        pid: u32,
+    },
+    Container {
+        id: String,
+        pid: u32,
+        cgroup: crate::measure::cgroup::Cgroup,
+    },
     /// A QEMU process with its overlay disk, QMP socket and serial console.
     Vm(Box<VmHandle>),
     /// A scale-to-zero gateway with the sandboxes it started.

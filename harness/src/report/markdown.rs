@@ -7,11 +7,19 @@ use super::plots::{PlotFiles, FUNCTION_PLOT_NAMES, PLOT_NAMES};
 use super::{findings, function, pull, record, tables};
 
 /// Alternative text of each plot in [`PLOT_NAMES`], in the same order.
-const PLOT_ALT_TEXTS: [&str; 5] =
-    ["boot time", "memory overhead", "latency percentiles", "image size", "cold pull time against image size"];
+const PLOT_ALT_TEXTS: [&str; 5] = [
+    "boot time",
+    "memory overhead",
+    "latency percentiles",
+    "image size",
+    "cold pull time against image size",
+];
 
 /// Alternative text of each plot in [`FUNCTION_PLOT_NAMES`], in the same order.
-const FUNCTION_PLOT_ALT_TEXTS: [&str; 2] = ["function cold start against warm request", "function instances over time"];
+const FUNCTION_PLOT_ALT_TEXTS: [&str; 2] = [
+    "function cold start against warm request",
+    "function instances over time",
+];
 
 pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     let meta = &data.meta;
@@ -53,7 +61,11 @@ pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     section(&mut out, "### Image size", &tables::image(data));
     section(&mut out, "### Load", &tables::load(data));
     if let Some(function) = function::section(data) {
-        section(&mut out, "### Function model: cold starts behind the gateway", &function);
+        section(
+            &mut out,
+            "### Function model: cold starts behind the gateway",
+            &function,
+        );
     }
     section(&mut out, "### Pull latency", &pull::table(data));
     section(&mut out, "### Pull time against the 80% claim", &pull::claim(data));

@@ -39,20 +39,54 @@ fn push_load(samples: &mut Vec<Sample>, model: &str, latency: [f64; 5]) {
 fn push_pulls(samples: &mut Vec<Sample>) {
     for (model, size, compressed, loopback, cloud) in [
         ("distroless", 8.2, 3.0, [100.0, 110.0, 90.0], [300.0, 310.0, 290.0]),
-        ("fat-image", 420.0, 150.0, [1000.0, 1100.0, 900.0], [6000.0, 6100.0, 5900.0]),
+        (
+            "fat-image",
+            420.0,
+            150.0,
+            [1000.0, 1100.0, 900.0],
+            [6000.0, 6100.0, 5900.0],
+        ),
     ] {
         push_reps(samples, model, "image_mib", "pulled_uncompressed", &[size], "MiB");
-        push_reps(samples, model, "image_mib", "pulled_compressed_cold", &[compressed], "MiB");
+        push_reps(
+            samples,
+            model,
+            "image_mib",
+            "pulled_compressed_cold",
+            &[compressed],
+            "MiB",
+        );
         push_reps(samples, model, "image_mib", "pulled_compressed_warm", &[1.5], "MiB");
         push_reps(samples, model, "pull_ms", "cold/unshaped/measured", &loopback, "ms");
         push_reps(samples, model, "pull_ms", "cold/cloud-100m/applied", &cloud, "ms");
-        push_reps(samples, model, "pull_ms", "warm/unshaped/measured", &[40.0, 41.0, 39.0], "ms");
+        push_reps(
+            samples,
+            model,
+            "pull_ms",
+            "warm/unshaped/measured",
+            &[40.0, 41.0, 39.0],
+            "ms",
+        );
     }
     for (repetition, total) in [59.0, 60.0, 61.0].into_iter().enumerate() {
         let repetition = repetition as u32;
         samples.push(Sample::new("distroless", "deploy_cycle_s", "", repetition, total, "s"));
-        samples.push(Sample::new("distroless", "deploy_cycle_s", "build", repetition, total - 2.0, "s"));
-        samples.push(Sample::new("distroless", "deploy_cycle_s", "replace", repetition, 2.0, "s"));
+        samples.push(Sample::new(
+            "distroless",
+            "deploy_cycle_s",
+            "build",
+            repetition,
+            total - 2.0,
+            "s",
+        ));
+        samples.push(Sample::new(
+            "distroless",
+            "deploy_cycle_s",
+            "replace",
+            repetition,
+            2.0,
+            "s",
+        ));
     }
 }
 
@@ -282,7 +316,10 @@ fn report_has_key_findings_rows() {
     assert!(findings_row(&report, "function").starts_with("| Serverless Functions |"));
     assert!(findings_row(&report, "process").starts_with("| Bare process (floor) |"));
     assert!(!report.contains("This run is incomplete"), "{report}");
-    assert!(report.contains("ran under TCG"), "a TCG vm row needs the emulation note: {report}");
+    assert!(
+        report.contains("ran under TCG"),
+        "a TCG vm row needs the emulation note: {report}"
+    );
 }
 
 #[test]
@@ -636,8 +673,14 @@ fn pull_claim_reduction_per_link() {
     write_report(folder.path()).unwrap();
     let report = report_text(folder.path());
 
-    assert!(report.contains("| unshaped (loopback) | 1.00 s | 100 ms | 90.0% | 80% | at least the claimed reduction |"), "{report}");
-    assert!(report.contains("| cloud-100m | 6.00 s | 300 ms | 95.0% | 80% | at least the claimed reduction |"), "{report}");
+    assert!(
+        report.contains("| unshaped (loopback) | 1.00 s | 100 ms | 90.0% | 80% | at least the claimed reduction |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| cloud-100m | 6.00 s | 300 ms | 95.0% | 80% | at least the claimed reduction |"),
+        "{report}"
+    );
     assert!(report.contains("(763 MiB to 47.7 MiB)"), "{report}");
 }
 
@@ -653,5 +696,8 @@ fn deploy_cycle_gives_deploys_a_day() {
         report.contains("| distroless | 60.0 (p95 60.9, n 3) | 58.0 | — | — | — | — | 2.00 | 1440 | 20–50 a day | ceiling above the claimed frequency |"),
         "{report}"
     );
-    assert!(findings_row(&report, "distroless").contains("at most 1440 a day (cycle median 60.0 s)"), "{report}");
+    assert!(
+        findings_row(&report, "distroless").contains("at most 1440 a day (cycle median 60.0 s)"),
+        "{report}"
+    );
 }

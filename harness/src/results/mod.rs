@@ -11,7 +11,9 @@ mod context;
 pub mod history;
 mod stats;
 
-pub use context::{meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, QemuContext, RunMeta};
+pub use context::{
+    meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, QemuContext, RunMeta,
+};
 pub use stats::{quantile, summarize, Summary};
 
 /// One measured value.
@@ -73,7 +75,10 @@ pub const HISTORY_FILE: &str = "history.csv";
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     use std::io::Write;
 
-    let error = |source| ResultsError::Write { path: path.to_path_buf(), source };
+    let error = |source| ResultsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let folder = path.parent().unwrap_or_else(|| Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(folder).map_err(error)?;
     file.write_all(bytes).map_err(error)?;
@@ -92,7 +97,10 @@ pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<Vec<u8>, csv::Error> {
 }
 
 fn csv_error(path: &Path, error: csv::Error) -> ResultsError {
-    ResultsError::Parse { path: path.to_path_buf(), message: error.to_string() }
+    ResultsError::Parse {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
 }
 
 pub fn write_samples(folder: &Path, samples: &[Sample]) -> Result<(), ResultsError> {
@@ -109,8 +117,10 @@ pub fn write_summaries(folder: &Path, summaries: &[Summary]) -> Result<(), Resul
 
 pub fn write_meta(folder: &Path, meta: &RunMeta) -> Result<(), ResultsError> {
     let path = folder.join(META_FILE);
-    let bytes = serde_json::to_vec_pretty(meta)
-        .map_err(|error| ResultsError::Parse { path: path.clone(), message: error.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(meta).map_err(|error| ResultsError::Parse {
+        path: path.clone(),
+        message: error.to_string(),
+    })?;
     write_atomic(&path, &bytes)
 }
 
@@ -138,9 +148,14 @@ pub fn read_summaries(folder: &Path) -> Result<Vec<Summary>, ResultsError> {
 
 pub fn read_meta(folder: &Path) -> Result<RunMeta, ResultsError> {
     let path = folder.join(META_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| ResultsError::Read { path: path.clone(), source })?;
-    serde_json::from_str(&text).map_err(|error| ResultsError::Parse { path, message: error.to_string() })
+    let text = std::fs::read_to_string(&path).map_err(|source| ResultsError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|error| ResultsError::Parse {
+        path,
+        message: error.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -10,10 +10,16 @@ use crate::scenario::{ModelKind, Scenario};
 /// Connects to the engine when the scenario has a container model; the error text
 /// becomes the reason those models are skipped.
 pub async fn connect_engine(scenario: &Scenario) -> Result<Docker, String> {
-    if scenario.models.iter().all(|&kind| matches!(kind, ModelKind::Process | ModelKind::Vm)) {
+    if scenario
+        .models
+        .iter()
+        .all(|&kind| matches!(kind, ModelKind::Process | ModelKind::Vm))
+    {
         return Err("no container model in the scenario".to_string());
     }
-    crate::engine::docker::connect().await.map_err(|error| error.to_string())
+    crate::engine::docker::connect()
+        .await
+        .map_err(|error| error.to_string())
 }
 
 pub async fn engine_context(docker: &Docker) -> Option<EngineContext> {
@@ -27,8 +33,14 @@ pub async fn engine_context(docker: &Docker) -> Option<EngineContext> {
         default_runtime: info.default_runtime.unwrap_or_default(),
         runtimes,
         storage_driver: info.driver.unwrap_or_default(),
-        cgroup_driver: info.cgroup_driver.map(|driver| format!("{driver:?}").to_lowercase()).unwrap_or_default(),
-        cgroup_version: info.cgroup_version.map(|version| format!("{version:?}").to_lowercase()).unwrap_or_default(),
+        cgroup_driver: info
+            .cgroup_driver
+            .map(|driver| format!("{driver:?}").to_lowercase())
+            .unwrap_or_default(),
+        cgroup_version: info
+            .cgroup_version
+            .map(|version| format!("{version:?}").to_lowercase())
+            .unwrap_or_default(),
     })
 }
 
@@ -50,7 +62,13 @@ pub async fn qemu_context(outcomes: &[crate::results::ModelOutcome]) -> Option<c
     let version = crate::engine::qemu::version().await.ok()?;
     let accelerator = outcomes
         .iter()
-        .find_map(|outcome| outcome.model.strip_prefix("vm (")?.strip_suffix(')').map(str::to_string))
+        .find_map(|outcome| {
+            outcome
+                .model
+                .strip_prefix("vm (")?
+                .strip_suffix(')')
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "not booted".to_string());
     Some(crate::results::QemuContext { version, accelerator })
 }

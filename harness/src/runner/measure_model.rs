@@ -7,8 +7,8 @@ use super::progress::Progress;
 use super::Shared;
 use crate::artifacts::ServiceBinary;
 use crate::load::{run_open_loop, LoadReport, LoadSpec};
-use crate::measure::procfs::HostCpu;
 use crate::measure::hardening;
+use crate::measure::procfs::HostCpu;
 use crate::models::{DeploymentModel, Instance, InstanceHandle, ModelEnv, ModelError};
 use crate::results::{ArtifactRecord, CheckRecord, Sample};
 use crate::scenario::ModelKind;
@@ -20,7 +20,11 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn push(shared: &Shared, samples: Vec<Sample>) {
-    shared.lock().expect("no code panics while holding the lock").samples.extend(samples);
+    shared
+        .lock()
+        .expect("no code panics while holding the lock")
+        .samples
+        .extend(samples);
 }
 
 /// Measures one model; returns an error only when no boot succeeded or the artifact
@@ -35,22 +39,46 @@ pub async fn measure(
     // The label may change in prepare: the vm model adds its accelerator, `vm (tcg)`.
     let step = progress.step(&model.label(), 0);
     // One emulated VM boot takes about a minute, so the vm model has its own count.
-    let repetitions = if model.kind() == ModelKind::Vm { env.scenario.vm.boots } else { env.scenario.boot.repetitions };
+    let repetitions = if model.kind() == ModelKind::Vm {
+        env.scenario.vm.boots
+    } else {
+        env.scenario.boot.repetitions
+    };
 
     step.message("preparing the artifact");
-    let artifact = model.prepare(env, binary, &|message: &str| step.message(message)).await?;
+    let artifact = model
+        .prepare(env, binary, &|message: &str| step.message(message))
+        .await?;
     step.finish(&format!("artifact {}", artifact.name));
     let label = model.label();
     let step = progress.step(&label, u64::from(repetitions) + 1);
-    step.advance(&format!("artifact {} ({})", artifact.name, if artifact.reused { "cached" } else { "built" }));
-    shared.lock().expect("no code panics while holding the lock").artifacts.push(ArtifactRecord {
-        model: label.clone(),
-        name: artifact.name.clone(),
-        size_bytes: artifact.size_bytes,
-        reused: artifact.reused,
-        recipe_hash: artifact.recipe_hash.clone(),
-    });
-    push(shared, vec![Sample::new(&label, "image_mib", "uncompressed", 0, artifact.size_bytes as f64 / MIB, "MiB")]);
+    step.advance(&format!(
+        "artifact {} ({})",
+        artifact.name,
+        if artifact.reused { "cached" } else { "built" }
+    ));
+    shared
+        .lock()
+        .expect("no code panics while holding the lock")
+        .artifacts
+        .push(ArtifactRecord {
+            model: label.clone(),
+            name: artifact.name.clone(),
+            size_bytes: artifact.size_bytes,
+            reused: artifact.reused,
+            recipe_hash: artifact.recipe_hash.clone(),
+        });
+    push(
+        shared,
+        vec![Sample::new(
+            &label,
+            "image_mib",
+            "uncompressed",
+            0,
+            artifact.size_bytes as f64 / MIB,
+            "MiB",
+        )],
+    );
 
     let mut booted = 0;
     let mut last_error = None;
@@ -60,7 +88,10 @@ pub async fn measure(
             Err(error) => {
                 tracing::warn!(model = %label, repetition, %error, "boot failed");
                 step.advance(&format!("boot {} failed: {error}", repetition + 1));
-                push(shared, vec![Sample::new(&label, "boot_failures", "", repetition, 1.0, "boots")]);
+                push(
+                    shared,
+                    vec![Sample::new(&label, "boot_failures", "", repetition, 1.0, "boots")],
+                );
                 last_error = Some(error);
                 continue;
             }
@@ -74,12 +105,20 @@ pub async fn measure(
             .into_iter()
             .map(|(phase, elapsed)| Sample::new(&label, "boot_ms", phase, repetition, ms(elapsed), "ms"))
             .collect();
-        step.advance(&format!("boot {}/{repetitions}: {:.0} ms to first 200", repetition + 1, ms(instance.phases.first_200)));
+        step.advance(&format!(
+            "boot {}/{repetitions}: {:.0} ms to first 200",
+            repetition + 1,
+            ms(instance.phases.first_200)
+        ));
 
         if repetition == 0 && model.kind() == ModelKind::Distroless {
             step.message("verifying the hardening from inside the instance");
             let checks = verify_hardening(env, &instance, &label).await;
-            shared.lock().expect("no code panics while holding the lock").checks.extend(checks);
+            shared
+                .lock()
+                .expect("no code panics while holding the lock")
+                .checks
+                .extend(checks);
         }
         let is_last = repetition + 1 == repetitions;
         let measured = measure_instance(model, env, &instance, repetition, is_last, &step).await;
@@ -135,8 +174,22 @@ async fn measure_instance(
     tokio::time::sleep(env.scenario.memory.settle).await;
     let idle = model.accounting(instance).await?;
     let mut samples = vec![
-        Sample::new(&label, "memory_mib", "instance", repetition, idle.instance_bytes as f64 / MIB, "MiB"),
-        Sample::new(&label, "memory_mib", "runtime", repetition, idle.runtime_bytes as f64 / MIB, "MiB"),
+        Sample::new(
+            &label,
+            "memory_mib",
+            "instance",
+            repetition,
+            idle.instance_bytes as f64 / MIB,
+            "MiB",
+        ),
+        Sample::new(
+            &label,
+            "memory_mib",
+            "runtime",
+            repetition,
+            idle.runtime_bytes as f64 / MIB,
+            "MiB",
+        ),
         Sample::new(
             &label,
             "memory_mib",
@@ -186,7 +239,14 @@ async fn measure_instance(
     let requests_in_window = report.completed as f64 * wall.as_secs_f64() / report.measured.as_secs_f64().max(1e-9);
     samples.extend(load_samples(&label, &report));
     if requests_in_window > 0.0 {
-        samples.push(Sample::new(&label, "cpu_ms_per_1k_req", "instance", 0, ms(cpu) * 1000.0 / requests_in_window, "ms"));
+        samples.push(Sample::new(
+            &label,
+            "cpu_ms_per_1k_req",
+            "instance",
+            0,
+            ms(cpu) * 1000.0 / requests_in_window,
+            "ms",
+        ));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     samples.push(Sample::new(
@@ -198,7 +258,14 @@ async fn measure_instance(
         "%",
     ));
     if let (Some(host_before), Some(host_after)) = (host_before, host_after) {
-        samples.push(Sample::new(&label, "utilization_pct", "host", 0, host_before.busy_percent_until(&host_after), "%"));
+        samples.push(Sample::new(
+            &label,
+            "utilization_pct",
+            "host",
+            0,
+            host_before.busy_percent_until(&host_after),
+            "%",
+        ));
     }
     step.message(&format!(
         "load: {:.0} req/s achieved, p99 {:.2} ms",
@@ -214,7 +281,14 @@ async fn guest_memory_sample(handle: &crate::models::VmHandle, label: &str, repe
     for _ in 0..5 {
         match handle.guest_memory().await {
             Ok(memory) => {
-                return Some(Sample::new(label, "memory_mib", "guest_used", repetition, memory.used_bytes() as f64 / MIB, "MiB"));
+                return Some(Sample::new(
+                    label,
+                    "memory_mib",
+                    "guest_used",
+                    repetition,
+                    memory.used_bytes() as f64 / MIB,
+                    "MiB",
+                ));
             }
             Err(error) => {
                 tracing::debug!(model = label, %error, "guest memory not readable yet");
@@ -222,16 +296,32 @@ async fn guest_memory_sample(handle: &crate::models::VmHandle, label: &str, repe
             }
         }
     }
-    tracing::warn!(model = label, "the guest reported no memory statistics; guest_used not recorded");
+    tracing::warn!(
+        model = label,
+        "the guest reported no memory statistics; guest_used not recorded"
+    );
     None
 }
 
 /// Latency percentiles, rates and errors of one load report.
 fn load_samples(label: &str, report: &LoadReport) -> Vec<Sample> {
-    const PERCENTILES: [(&str, f64); 5] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
+    const PERCENTILES: [(&str, f64); 5] = [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p99", 0.99),
+        ("p99.9", 0.999),
+        ("max", 1.0),
+    ];
     let mut samples = Vec::new();
     for (phase, quantile) in PERCENTILES {
-        samples.push(Sample::new(label, "latency_ms", phase, 0, LoadReport::percentile_ms(&report.corrected, quantile), "ms"));
+        samples.push(Sample::new(
+            label,
+            "latency_ms",
+            phase,
+            0,
+            LoadReport::percentile_ms(&report.corrected, quantile),
+            "ms",
+        ));
         samples.push(Sample::new(
             label,
             "service_time_ms",
@@ -243,7 +333,14 @@ fn load_samples(label: &str, report: &LoadReport) -> Vec<Sample> {
     }
     samples.push(Sample::new(label, "target_rps", "", 0, report.target_rps, "req/s"));
     samples.push(Sample::new(label, "achieved_rps", "", 0, report.achieved_rps, "req/s"));
-    samples.push(Sample::new(label, "requests", "completed", 0, report.completed as f64, "requests"));
+    samples.push(Sample::new(
+        label,
+        "requests",
+        "completed",
+        0,
+        report.completed as f64,
+        "requests",
+    ));
     for (kind, count) in &report.errors {
         samples.push(Sample::new(label, "errors", kind, 0, *count as f64, "requests"));
     }
@@ -267,7 +364,16 @@ pub fn with_overhead(mut samples: Vec<Sample>) -> Vec<Sample> {
     let overhead: Vec<Sample> = samples
         .iter()
         .filter(|s| s.metric == "memory_mib" && s.phase == "total")
-        .map(|s| Sample::new(&s.model, "memory_overhead_mib", "", s.repetition, s.value - floor, "MiB"))
+        .map(|s| {
+            Sample::new(
+                &s.model,
+                "memory_overhead_mib",
+                "",
+                s.repetition,
+                s.value - floor,
+                "MiB",
+            )
+        })
         .collect();
     samples.extend(overhead);
     samples
@@ -292,7 +398,15 @@ mod tests {
             .filter(|s| s.metric == "memory_overhead_mib")
             .map(|s| (s.model.as_str(), s.value))
             .collect();
-        assert_eq!(overhead, vec![("process", -1.0), ("process", 1.0), ("process", 0.0), ("distroless", 7.0)]);
+        assert_eq!(
+            overhead,
+            vec![
+                ("process", -1.0),
+                ("process", 1.0),
+                ("process", 0.0),
+                ("distroless", 7.0)
+            ]
+        );
     }
 
     #[test]

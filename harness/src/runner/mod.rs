@@ -72,7 +72,10 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = chrono::Utc::now();
     let run_id = format!("{}-{}", started.format("%Y%m%dT%H%M%SZ"), scenario.name);
     let folder = options.output_root.join(&run_id);
-    std::fs::create_dir_all(&folder).map_err(|source| RunError::Folder { path: folder.clone(), source })?;
+    std::fs::create_dir_all(&folder).map_err(|source| RunError::Folder {
+        path: folder.clone(),
+        source,
+    })?;
     tracing::info!(run = %run_id, folder = %folder.display(), "run started");
 
     let progress = Progress::new(options.quiet);
@@ -135,7 +138,11 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     meta.checks = collected.checks;
     let samples = measure_model::with_overhead(collected.samples);
     save(&folder, &samples, &meta)?;
-    let history = options.output_root.parent().unwrap_or(Path::new(".")).join(results::HISTORY_FILE);
+    let history = options
+        .output_root
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(results::HISTORY_FILE);
     let summaries = results::summarize(&samples);
     if let Err(error) = results::history::append_history(&history, &run_id, &meta, &summaries) {
         // The run folder is complete; only the trend file could not be updated.
@@ -149,7 +156,11 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
         .map(|outcome| format!("{}: {}", outcome.model, outcome.reason))
         .collect();
     tracing::info!(run = %run_id, complete = meta.complete, "run finished");
-    Ok(RunOutcome { folder, complete: meta.complete, failed_models })
+    Ok(RunOutcome {
+        folder,
+        complete: meta.complete,
+        failed_models,
+    })
 }
 
 /// Builds the service, then measures each model in scenario order.
@@ -168,7 +179,11 @@ async fn measure_all(
         .await
         .map_err(|error| format!("the build task failed: {error}"))?
         .map_err(|error| RunError::Service(error.to_string()).to_string())?;
-    step.finish(&format!("{} ({:.1} MiB)", binary.path.display(), binary.size_bytes as f64 / 1048576.0));
+    step.finish(&format!(
+        "{} ({:.1} MiB)",
+        binary.path.display(),
+        binary.size_bytes as f64 / 1048576.0
+    ));
 
     let env = crate::models::ModelEnv {
         scenario: scenario.clone(),
@@ -215,11 +230,19 @@ async fn measure_distribution(
 ) {
     use crate::measure::{deploy, pull};
 
-    let containers = scenario.models.iter().copied().filter(|kind| matches!(kind, ModelKind::Distroless | ModelKind::FatImage));
+    let containers = scenario
+        .models
+        .iter()
+        .copied()
+        .filter(|kind| matches!(kind, ModelKind::Distroless | ModelKind::FatImage));
     for kind in containers {
         if scenario.pull.enabled {
             let step = progress.step(&format!("pull {kind}"), 0);
-            match pull::measure_pulls(docker, &env.cache, binary, kind, &scenario.pull, run_id, &|m: &str| step.message(m)).await {
+            match pull::measure_pulls(docker, &env.cache, binary, kind, &scenario.pull, run_id, &|m: &str| {
+                step.message(m)
+            })
+            .await
+            {
                 Ok(results) => {
                     let mut collected = shared.lock().expect("no code panics while holding the lock");
                     collected.samples.extend(results.samples);
@@ -247,7 +270,11 @@ async fn measure_distribution(
             .await;
             match measured {
                 Ok(samples) => {
-                    shared.lock().expect("no code panics while holding the lock").samples.extend(samples);
+                    shared
+                        .lock()
+                        .expect("no code panics while holding the lock")
+                        .samples
+                        .extend(samples);
                     step.finish("deploy cycle measured");
                 }
                 Err(error) => {
@@ -260,11 +287,15 @@ async fn measure_distribution(
 }
 
 fn record_outcome(shared: &Shared, model: &str, status: &str, reason: &str) {
-    shared.lock().expect("no code panics while holding the lock").outcomes.push(ModelOutcome {
-        model: model.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-    });
+    shared
+        .lock()
+        .expect("no code panics while holding the lock")
+        .outcomes
+        .push(ModelOutcome {
+            model: model.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+        });
 }
 
 /// Writes samples, summaries, run.json and the report; any failure fails the run.

@@ -24,8 +24,13 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] =
-        [ModelKind::Process, ModelKind::FatImage, ModelKind::Distroless, ModelKind::Vm, ModelKind::Function];
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::Process,
+        ModelKind::FatImage,
+        ModelKind::Distroless,
+        ModelKind::Vm,
+        ModelKind::Function,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -215,7 +220,11 @@ impl LinkProfile {
             bandwidth_mbit,
             delay_ms,
         };
-        vec![profile("lan-1g", 1000.0, 0.0), profile("cloud-100m", 100.0, 10.0), profile("edge-20m", 20.0, 40.0)]
+        vec![
+            profile("lan-1g", 1000.0, 0.0),
+            profile("cloud-100m", 100.0, 10.0),
+            profile("edge-20m", 20.0, 40.0),
+        ]
     }
 }
 
@@ -261,7 +270,11 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     #[error("invalid scenario {path}, line {line}: {message}")]
-    Invalid { path: PathBuf, line: usize, message: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 impl Scenario {
