@@ -67,7 +67,7 @@ else
     systemctl start docker || die "systemctl start docker failed; see journalctl -u docker"
   else
     log "starting dockerd in the background (log: /var/log/deploybench-dockerd.log)"
-    nohup dockerd >/var/log/deploybench-dockerd.log 2>&1 &
+    nohup dockerd >>/var/log/deploybench-dockerd.log 2>&1 &
   fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break

@@ -244,7 +244,13 @@ async fn run(scenario: PathBuf, output: PathBuf, quiet: bool) -> ExitCode {
             for failure in &outcome.failed_models {
                 eprintln!("deploybench: model failed: {failure}");
             }
-            if outcome.complete && outcome.failed_models.is_empty() {
+            if outcome.failed_repetitions > 0 {
+                eprintln!(
+                    "deploybench: {} repetition(s) failed; the report lists them under \"Failed repetitions\"",
+                    outcome.failed_repetitions
+                );
+            }
+            if outcome.complete && outcome.failed_models.is_empty() && outcome.failed_repetitions == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -127,6 +127,11 @@ pub enum ModelError {
     Stop { instance: String, message: String },
     #[error("{model} is not available here: {reason}")]
     Unavailable { model: ModelKind, reason: String },
+    #[error(
+        "the Docker engine stopped answering while {model} was measured and did not return within {waited_s} s; \
+             start it again (scripts/setup.sh) and rerun"
+    )]
+    EngineGone { model: String, waited_s: u64 },
 }
 
 #[async_trait]

@@ -77,6 +77,7 @@ pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
     out.push_str("## Run record\n\n");
     section(&mut out, "### Run-time checks", &record::checks(meta));
     section(&mut out, "### Deployment models", &record::outcomes(meta));
+    section(&mut out, "### Failed repetitions", &record::failures(meta));
     if let Some(artifacts) = record::artifacts(meta) {
         section(&mut out, "### Artifacts", &artifacts);
     }

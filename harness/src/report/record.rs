@@ -25,6 +25,30 @@ pub fn checks(meta: &RunMeta) -> String {
     out
 }
 
+/// Lists the repetitions that failed, with the step and the reason; their samples are
+/// missing from the figures above.
+pub fn failures(meta: &RunMeta) -> String {
+    if meta.failures.is_empty() {
+        return "No repetition failed.\n".to_string();
+    }
+    let mut out = format!(
+        "{} repetition(s) failed; the figures above leave out what they did not measure.\n\n\
+         | Model | Repetition | Failed step | Reason |\n| --- | --- | --- | --- |\n",
+        meta.failures.len()
+    );
+    for failure in &meta.failures {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            format::cell(&failure.model),
+            failure.repetition + 1,
+            format::cell(&failure.stage),
+            format::cell(&failure.reason),
+        );
+    }
+    out
+}
+
 /// Renders what happened to each model, with the reason for every model not measured.
 pub fn outcomes(meta: &RunMeta) -> String {
     if meta.models.is_empty() {

@@ -6,8 +6,8 @@ use super::claims::{place, Placement, BYTES_PER_MIB, CONTAINER_CLAIM};
 use super::plots::{estimate_text_size, wants_log, FontFreeSvg, Scale, PLOT_NAMES};
 use super::*;
 use crate::results::{
-    summarize, write_meta, write_samples, write_summaries, CheckRecord, EngineContext, HostContext, ModelOutcome,
-    RunMeta, Sample,
+    summarize, write_meta, write_samples, write_summaries, CheckRecord, EngineContext, FailureRecord, HostContext,
+    ModelOutcome, RunMeta, Sample,
 };
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -454,6 +454,33 @@ fn memory_claim_converted_to_mib() {
     assert_eq!(low, 15e6 / BYTES_PER_MIB);
     assert_eq!(high, 30e6 / BYTES_PER_MIB);
     assert!((low - 14.305).abs() < 0.001, "{low}");
+}
+
+#[test]
+fn failed_repetitions_are_listed_with_step_and_reason() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut meta = synthetic_meta(true);
+    meta.failures = vec![FailureRecord {
+        model: "distroless".to_string(),
+        repetition: 2,
+        stage: "measure".to_string(),
+        reason: "cgroup gone; the Docker engine had stopped answering and returned 4.2 s later".to_string(),
+    }];
+    write_run(folder.path(), &synthetic_samples(), &meta);
+    write_report(folder.path()).unwrap();
+    let report = report_text(folder.path());
+
+    assert!(report.contains("1 repetition(s) failed"), "{report}");
+    assert!(
+        report.contains(
+            "| distroless | 3 | measure | cgroup gone; the Docker engine had stopped answering and returned 4.2 s later |"
+        ),
+        "{report}"
+    );
+
+    write_run(folder.path(), &synthetic_samples(), &synthetic_meta(true));
+    write_report(folder.path()).unwrap();
+    assert!(report_text(folder.path()).contains("No repetition failed."));
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub struct RunMeta {
     /// Run-time checks, such as the hardening of the distroless instance.
     #[serde(default)]
     pub checks: Vec<CheckRecord>,
+    /// Repetitions that failed, each with the step that failed and why.
+    #[serde(default)]
+    pub failures: Vec<FailureRecord>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,6 +90,16 @@ pub struct CheckRecord {
     pub check: String,
     pub passed: bool,
     pub detail: String,
+}
+
+/// One repetition of a model that failed; its samples are missing from the figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub model: String,
+    pub repetition: u32,
+    /// "boot", "measure" or "stop".
+    pub stage: String,
+    pub reason: String,
 }
 
 impl HostContext {

@@ -12,7 +12,8 @@ pub mod history;
 mod stats;
 
 pub use context::{
-    meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, HostContext, ModelOutcome, QemuContext, RunMeta,
+    meminfo_kib, ArtifactRecord, CheckRecord, EngineContext, FailureRecord, HostContext, ModelOutcome, QemuContext,
+    RunMeta,
 };
 pub use stats::{quantile, summarize, Summary};
 

@@ -5,16 +5,12 @@ use std::path::Path;
 use bollard::Docker;
 
 use crate::results::EngineContext;
-use crate::scenario::{ModelKind, Scenario};
+use crate::scenario::Scenario;
 
 /// Connects to the engine when the scenario has a container model; the error text
 /// becomes the reason those models are skipped.
 pub async fn connect_engine(scenario: &Scenario) -> Result<Docker, String> {
-    if scenario
-        .models
-        .iter()
-        .all(|&kind| matches!(kind, ModelKind::Process | ModelKind::Vm))
-    {
+    if !scenario.models.iter().any(|kind| kind.uses_engine()) {
         return Err("no container model in the scenario".to_string());
     }
     crate::engine::docker::connect()

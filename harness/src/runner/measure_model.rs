@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::engine_watch::{EngineMonitor, EngineState};
 use super::progress::Progress;
 use super::Shared;
 use crate::artifacts::ServiceBinary;
@@ -10,7 +11,7 @@ use crate::load::{run_open_loop, LoadReport, LoadSpec};
 use crate::measure::hardening;
 use crate::measure::procfs::HostCpu;
 use crate::models::{DeploymentModel, Instance, InstanceHandle, ModelEnv, ModelError};
-use crate::results::{ArtifactRecord, CheckRecord, Sample};
+use crate::results::{ArtifactRecord, CheckRecord, FailureRecord, Sample};
 use crate::scenario::ModelKind;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -27,8 +28,9 @@ fn push(shared: &Shared, samples: Vec<Sample>) {
         .extend(samples);
 }
 
-/// Measures one model; returns an error only when no boot succeeded or the artifact
-/// could not be prepared. Failed boots are counted in `boot_failures` samples.
+/// Measures one model; returns an error when no repetition succeeded, the artifact
+/// could not be prepared, or the engine went away and stayed away. Failed boots are
+/// counted in `boot_failures` samples, and every failed repetition is recorded.
 pub async fn measure(
     model: &mut dyn DeploymentModel,
     env: &ModelEnv,
@@ -80,55 +82,64 @@ pub async fn measure(
         )],
     );
 
-    let mut booted = 0;
+    // A daemon restart fails the repetition it hits; the run then waits for the engine.
+    let engine = env.docker.as_ref().filter(|_| model.kind().uses_engine());
+    let monitor = engine.map(|docker| EngineMonitor::start(docker.clone()));
+    let engine_wait = super::engine_watch::engine_wait();
+    let mut measured = 0;
     let mut last_error = None;
     for repetition in 0..repetitions {
-        let instance = match model.boot(env, repetition).await {
-            Ok(instance) => instance,
-            Err(error) => {
-                tracing::warn!(model = %label, repetition, %error, "boot failed");
-                step.advance(&format!("boot {} failed: {error}", repetition + 1));
+        let began = Instant::now();
+        let (stage, error) = match measure_repetition(model, env, repetition, repetitions, &step, shared).await {
+            Ok(()) => {
+                measured += 1;
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        let mut reason = error.to_string();
+        tracing::warn!(model = %label, repetition, stage = stage.name(), %reason, "repetition failed");
+        if let (Some(docker), Some(monitor)) = (engine, &monitor) {
+            match super::engine_watch::recover(docker, monitor, began, &env.run_id, engine_wait, &step).await {
+                EngineState::Answering => {}
+                EngineState::Returned(unanswered) => {
+                    reason.push_str(&format!(
+                        "; the Docker engine did not answer for {:.1} s during this repetition (a daemon restart \
+                         stops every container)",
+                        unanswered.as_secs_f64()
+                    ));
+                }
+                EngineState::Gone => {
+                    reason.push_str("; the Docker engine stopped answering and did not return");
+                    record_failure(shared, &label, repetition, stage, reason);
+                    return Err(ModelError::EngineGone {
+                        model: label,
+                        waited_s: engine_wait.as_secs(),
+                    });
+                }
+            }
+        }
+        match stage {
+            Stage::Boot => {
+                step.advance(&format!("boot {} failed: {reason}", repetition + 1));
                 push(
                     shared,
                     vec![Sample::new(&label, "boot_failures", "", repetition, 1.0, "boots")],
                 );
-                last_error = Some(error);
-                continue;
             }
-        };
-        booted += 1;
-        let phases = match &instance.handle {
-            InstanceHandle::Vm(handle) => handle.named_phases(&instance.phases),
-            _ => instance.phases.named(),
-        };
-        let mut samples: Vec<Sample> = phases
-            .into_iter()
-            .map(|(phase, elapsed)| Sample::new(&label, "boot_ms", phase, repetition, ms(elapsed), "ms"))
-            .collect();
-        step.advance(&format!(
-            "boot {}/{repetitions}: {:.0} ms to first 200",
-            repetition + 1,
-            ms(instance.phases.first_200)
-        ));
-
-        if repetition == 0 && model.kind() == ModelKind::Distroless {
-            step.message("verifying the hardening from inside the instance");
-            let checks = verify_hardening(env, &instance, &label).await;
-            shared
-                .lock()
-                .expect("no code panics while holding the lock")
-                .checks
-                .extend(checks);
+            Stage::Measure | Stage::Stop => {
+                step.message(&format!(
+                    "repetition {} failed to {}: {reason}",
+                    repetition + 1,
+                    stage.name()
+                ));
+            }
         }
-        let is_last = repetition + 1 == repetitions;
-        let measured = measure_instance(model, env, &instance, repetition, is_last, &step).await;
-        let stopped = model.stop(env, instance).await;
-        samples.extend(measured?);
-        push(shared, samples);
-        stopped?;
+        record_failure(shared, &label, repetition, stage, reason);
+        last_error = Some(error);
     }
 
-    if model.kind() == ModelKind::Function && booted > 0 {
+    if model.kind() == ModelKind::Function && measured > 0 {
         step.message("function: cold starts, gateway overhead and load patterns");
         match crate::models::measure_function_patterns(env, binary, &|message: &str| step.message(message)).await {
             Ok(samples) => push(shared, samples),
@@ -136,13 +147,94 @@ pub async fn measure(
         }
     }
 
-    match (booted, last_error) {
+    match (measured, last_error) {
         (0, Some(error)) => Err(error),
         _ => {
-            step.finish(&format!("{booted}/{repetitions} boots measured"));
+            step.finish(&format!("{measured}/{repetitions} repetitions measured"));
             Ok(())
         }
     }
+}
+
+/// The step of a repetition that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Boot,
+    Measure,
+    Stop,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Boot => "boot",
+            Stage::Measure => "measure",
+            Stage::Stop => "stop",
+        }
+    }
+}
+
+fn record_failure(shared: &Shared, label: &str, repetition: u32, stage: Stage, reason: String) {
+    shared
+        .lock()
+        .expect("no code panics while holding the lock")
+        .failures
+        .push(FailureRecord {
+            model: label.to_string(),
+            repetition,
+            stage: stage.name().to_string(),
+            reason,
+        });
+}
+
+/// Boots one instance, measures it, and stops it. The boot phases are kept once the
+/// instance answered; memory and load samples only when the measurement finished.
+async fn measure_repetition(
+    model: &dyn DeploymentModel,
+    env: &ModelEnv,
+    repetition: u32,
+    repetitions: u32,
+    step: &super::progress::Step,
+    shared: &Shared,
+) -> Result<(), (Stage, ModelError)> {
+    let label = model.label();
+    let instance = model
+        .boot(env, repetition)
+        .await
+        .map_err(|error| (Stage::Boot, error))?;
+    let phases = match &instance.handle {
+        InstanceHandle::Vm(handle) => handle.named_phases(&instance.phases),
+        _ => instance.phases.named(),
+    };
+    push(
+        shared,
+        phases
+            .into_iter()
+            .map(|(phase, elapsed)| Sample::new(&label, "boot_ms", phase, repetition, ms(elapsed), "ms"))
+            .collect(),
+    );
+    step.advance(&format!(
+        "boot {}/{repetitions}: {:.0} ms to first 200",
+        repetition + 1,
+        ms(instance.phases.first_200)
+    ));
+
+    if repetition == 0 && model.kind() == ModelKind::Distroless {
+        step.message("verifying the hardening from inside the instance");
+        let checks = verify_hardening(env, &instance, &label).await;
+        shared
+            .lock()
+            .expect("no code panics while holding the lock")
+            .checks
+            .extend(checks);
+    }
+    let is_last = repetition + 1 == repetitions;
+    let measured = measure_instance(model, env, &instance, repetition, is_last, step).await;
+    let stopped = model.stop(env, instance).await;
+    // A failed stop does not undo a finished measurement.
+    let samples = measured.map_err(|error| (Stage::Measure, error))?;
+    push(shared, samples);
+    stopped.map_err(|error| (Stage::Stop, error))
 }
 
 /// Runs the selfcheck inside the instance; a check that cannot run is recorded as failed.

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::artifacts::{build_service_binary, ArtifactCache};
-use crate::results::{self, ArtifactRecord, CheckRecord, HostContext, ModelOutcome, RunMeta, Sample};
+use crate::results::{self, ArtifactRecord, CheckRecord, FailureRecord, HostContext, ModelOutcome, RunMeta, Sample};
 use crate::scenario::{ModelKind, Scenario};
 
 mod cleanup;
 mod context;
+mod engine_watch;
 mod measure_model;
 pub mod progress;
 
@@ -34,6 +35,8 @@ pub struct RunOutcome {
     pub folder: PathBuf,
     pub complete: bool,
     pub failed_models: Vec<String>,
+    /// Repetitions that failed in models that were measured all the same.
+    pub failed_repetitions: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,7 @@ pub(crate) struct Collected {
     outcomes: Vec<ModelOutcome>,
     artifacts: Vec<ArtifactRecord>,
     checks: Vec<CheckRecord>,
+    failures: Vec<FailureRecord>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Collected>>;
@@ -121,8 +125,14 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
         // Dropping the measuring future killed child processes (kill_on_drop); the
         // containers belong to the engine and are removed by their run label.
         eprintln!("deploybench: interrupted, stopping instances and saving partial results");
+    }
+    if scenario.models.iter().any(|kind| kind.uses_engine()) {
         if let Ok(docker) = crate::engine::docker::connect().await {
-            cleanup::remove_run_containers(&docker, &run_id).await;
+            // Normally nothing is left here; a failed stop or a daemon restart can leave one.
+            let removed = cleanup::remove_run_containers(&docker, &run_id).await;
+            if removed > 0 && !interrupted {
+                tracing::warn!(removed, run = %run_id, "removed containers the run had left at its end");
+            }
             crate::measure::pull::remove_leftover_images(&docker, Some(&run_id)).await;
         }
     }
@@ -136,6 +146,7 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     meta.models = collected.outcomes;
     meta.artifacts = collected.artifacts;
     meta.checks = collected.checks;
+    meta.failures = collected.failures;
     let samples = measure_model::with_overhead(collected.samples);
     save(&folder, &samples, &meta)?;
     let history = options
@@ -160,6 +171,7 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
         folder,
         complete: meta.complete,
         failed_models,
+        failed_repetitions: meta.failures.len(),
     })
 }
 
@@ -193,7 +205,7 @@ async fn measure_all(
         docker: docker.as_ref().ok().cloned(),
     };
     for &kind in &scenario.models {
-        if !matches!(kind, ModelKind::Process | ModelKind::Vm) {
+        if kind.uses_engine() {
             if let Err(reason) = &docker {
                 record_outcome(&shared, kind.name(), "skipped", reason);
                 progress.step(kind.name(), 0).finish(&format!("skipped: {reason}"));
@@ -208,6 +220,10 @@ async fn measure_all(
                 tracing::error!(model = %kind, error = %message, "model failed");
                 progress.step(kind.name(), 0).finish(&format!("failed: {message}"));
                 record_outcome(&shared, &model.label(), "failed", &message);
+                if matches!(error, crate::models::ModelError::EngineGone { .. }) {
+                    // Every later container step would fail the same way.
+                    return Err(message);
+                }
             }
         }
     }

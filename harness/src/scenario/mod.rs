@@ -32,6 +32,11 @@ impl ModelKind {
         ModelKind::Function,
     ];
 
+    /// True for the models that run on the Docker engine.
+    pub fn uses_engine(self) -> bool {
+        !matches!(self, ModelKind::Process | ModelKind::Vm)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Process => "process",
