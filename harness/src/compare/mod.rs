@@ -238,6 +238,24 @@ pub fn compare_run(baseline_path: &Path, run: &Path) -> Result<(Comparison, Vec<
     Ok((compare(&baseline, &name, &current), current))
 }
 
+/// File name of the bencher JSON that `compare` writes into the run folder by default.
+pub const BENCHER_FILE: &str = "bencher.json";
+
+/// Compares a run with a baseline, prints the markdown summary to stdout, and writes
+/// the run's medians as bencher JSON to `json` (default: `RUN/bencher.json`).
+/// Returns true when nothing regressed.
+pub fn run_compare(baseline: &Path, run: &Path, json: Option<&Path>) -> Result<bool, BaselineError> {
+    let (comparison, current) = compare_run(baseline, run)?;
+    print!("{}", to_markdown(&comparison));
+    let json_path = json.map_or_else(|| run.join(BENCHER_FILE), Path::to_path_buf);
+    let mut bytes = serde_json::to_vec_pretty(&to_bencher_json(&current)).expect("JSON values always serialize");
+    bytes.push(b'\n');
+    crate::results::write_atomic(&json_path, &bytes)
+        .map_err(|source| BaselineError::Write { path: json_path.clone(), source })?;
+    let passed = comparison.regressions().next().is_none();
+    Ok(passed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,22 +357,4 @@ mod tests {
         assert_eq!(entry["lower_value"], 1.0);
         assert_eq!(entry["upper_value"], 3.0);
     }
-}
-
-/// File name of the bencher JSON that `compare` writes into the run folder by default.
-pub const BENCHER_FILE: &str = "bencher.json";
-
-/// Compares a run with a baseline, prints the markdown summary to stdout, and writes
-/// the run's medians as bencher JSON to `json` (default: `RUN/bencher.json`).
-/// Returns true when nothing regressed.
-pub fn run_compare(baseline: &Path, run: &Path, json: Option<&Path>) -> Result<bool, BaselineError> {
-    let (comparison, current) = compare_run(baseline, run)?;
-    print!("{}", to_markdown(&comparison));
-    let json_path = json.map_or_else(|| run.join(BENCHER_FILE), Path::to_path_buf);
-    let mut bytes = serde_json::to_vec_pretty(&to_bencher_json(&current)).expect("JSON values always serialize");
-    bytes.push(b'\n');
-    crate::results::write_atomic(&json_path, &bytes)
-        .map_err(|source| BaselineError::Write { path: json_path.clone(), source })?;
-    let passed = comparison.regressions().next().is_none();
-    Ok(passed)
 }

@@ -265,6 +265,34 @@ fn padding_for(size: u64) -> usize {
     ((512 - size % 512) % 512) as usize
 }
 
+/// Force-removes every image carrying the managed label; returns how many were removed.
+pub async fn remove_managed_images(docker: &Docker) -> Result<usize, ImageError> {
+    use bollard::image::{ListImagesOptions, RemoveImageOptions};
+
+    let options = ListImagesOptions::<String> {
+        all: false,
+        filters: std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", crate::engine::docker::MANAGED_LABEL)],
+        )]),
+        ..Default::default()
+    };
+    let listed = docker.list_images(Some(options)).await.map_err(|source| ImageError::Call {
+        action: "list images",
+        tag: "deploybench/*".to_string(),
+        source,
+    })?;
+    let mut removed = 0;
+    for image in listed {
+        let options = RemoveImageOptions { force: true, noprune: false };
+        match docker.remove_image(&image.id, Some(options), None).await {
+            Ok(_) => removed += 1,
+            Err(error) => tracing::warn!(image = %image.id, %error, "cannot remove image"),
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,32 +357,4 @@ mod tests {
         assert_eq!(padding_for(512), 0);
         assert_eq!(padding_for(513), 511);
     }
-}
-
-/// Force-removes every image carrying the managed label; returns how many were removed.
-pub async fn remove_managed_images(docker: &Docker) -> Result<usize, ImageError> {
-    use bollard::image::{ListImagesOptions, RemoveImageOptions};
-
-    let options = ListImagesOptions::<String> {
-        all: false,
-        filters: std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}=true", crate::engine::docker::MANAGED_LABEL)],
-        )]),
-        ..Default::default()
-    };
-    let listed = docker.list_images(Some(options)).await.map_err(|source| ImageError::Call {
-        action: "list images",
-        tag: "deploybench/*".to_string(),
-        source,
-    })?;
-    let mut removed = 0;
-    for image in listed {
-        let options = RemoveImageOptions { force: true, noprune: false };
-        match docker.remove_image(&image.id, Some(options), None).await {
-            Ok(_) => removed += 1,
-            Err(error) => tracing::warn!(image = %image.id, %error, "cannot remove image"),
-        }
-    }
-    Ok(removed)
 }
