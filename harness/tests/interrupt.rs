@@ -77,3 +77,80 @@ fn owner_of(pid: u32) -> String {
     let (_, after_name) = stat.rsplit_once(')').unwrap();
     format!("{pid}:{}", after_name.split_whitespace().nth(19).unwrap())
 }
+
+const PULL_SCENARIO: &str = "name = \"interrupted-pull\"\nmodels = [\"distroless\"]\n\
+    [boot]\nrepetitions = 1\n[memory]\nsettle_s = 0\n[load]\nrate = 20\nduration_s = 1\nwarmup_s = 0\n\
+    [pull]\nenabled = true\nrepetitions = 3\nprofiles = [{ name = \"slow\", bandwidth_mbit = 2, delay_ms = 1 }]\n";
+
+/// SIGTERM while a pull runs shaped: the registry process ends, its folder goes, and
+/// the qdisc leaves the loopback device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_shaped_pull_stops_the_registry_and_the_shaping() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || deploybench::engine::docker::connect().await.is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root with the Docker engine");
+        eprintln!("skipped: shaping needs root and the pulls need the Docker engine");
+        return;
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let scenario = folder.path().join("interrupted-pull.toml");
+    std::fs::write(&scenario, PULL_SCENARIO).unwrap();
+    let runs = folder.path().join("runs");
+    let temp = folder.path().join("tmp");
+    std::fs::create_dir(&temp).unwrap();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .env("TMPDIR", &temp)
+        .args(["run", "--quiet", "--output"])
+        .arg(&runs)
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait until a pull runs shaped, then stop the run the way a service manager does.
+    let started = Instant::now();
+    let registry = loop {
+        if let Some(registry) = registry_child_of(child.id()) {
+            if loopback_qdiscs().contains("dbe1:") {
+                break registry;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no shaped pull within 300 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // SAFETY: kill(2) on the child we spawned and have not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "an interrupted run exits 1: {stderr}");
+
+    assert!(!Path::new(&format!("/proc/{registry}")).exists(), "the registry process {registry} outlived the run");
+    let qdiscs = loopback_qdiscs();
+    assert!(!qdiscs.contains("dbe1:"), "the shaping outlived the run: {qdiscs}");
+    let left: Vec<_> = std::fs::read_dir(&temp).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "temporary files outlived the run: {left:?}");
+    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let meta = deploybench::results::read_meta(&run).unwrap();
+    assert!(meta.incomplete_reason.unwrap_or_default().contains("SIGTERM"));
+}
+
+/// The pid of the `docker-registry` process that `parent` started, when there is one.
+fn registry_child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (name, after_name) = stat.rsplit_once(')')?;
+        let parent_pid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+        (parent_pid == parent && name.ends_with("(docker-registry")).then_some(pid)
+    })
+}
+
+fn loopback_qdiscs() -> String {
+    let output = Command::new("tc").args(["qdisc", "show", "dev", "lo"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -153,6 +153,10 @@ async fn registry_removed_on_drop() {
     };
     let (address, folder) = (registry.address(), registry.folder().to_path_buf());
     assert!(folder.join("storage").is_dir());
+    // The process listens on its one loopback address and nowhere else.
+    assert_eq!(registry.listening_addresses(), Ok(vec![address]));
+    let check = deploybench::engine::registry::loopback_only_check("distroless", registry.listening_addresses());
+    assert!(check.passed, "{check:?}");
     drop(registry);
     assert!(!folder.exists(), "{} left behind", folder.display());
     assert!(refused(address), "the registry still listens on {address}");

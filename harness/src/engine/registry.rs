@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::docker::{owner_is_alive, owner_label_value};
+use crate::results::CheckRecord;
 
 /// The registry program, from Debian's `docker-registry` package.
 pub const REGISTRY_PROGRAM: &str = "docker-registry";
@@ -183,6 +184,28 @@ impl LocalRegistry {
     /// Returns the address the registry listens on, always on 127.0.0.1.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Reads from /proc every TCP address the registry process listens on: the
+    /// sockets among its open files that are in the LISTEN state, IPv4 and IPv6.
+    pub fn listening_addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        let pid = self.child.as_ref().ok_or("the registry is not running")?.id();
+        let process = procfs::process::Process::new(pid as i32).map_err(|error| format!("process {pid}: {error}"))?;
+        let inodes: Vec<u64> = process
+            .fd()
+            .map_err(|error| format!("open files of process {pid}: {error}"))?
+            .filter_map(|fd| match fd.ok()?.target {
+                procfs::process::FDTarget::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect();
+        let mut entries = procfs::net::tcp().map_err(|error| format!("/proc/net/tcp: {error}"))?;
+        entries.extend(procfs::net::tcp6().map_err(|error| format!("/proc/net/tcp6: {error}"))?);
+        Ok(entries
+            .into_iter()
+            .filter(|entry| entry.state == procfs::net::TcpState::Listen && inodes.contains(&entry.inode))
+            .map(|entry| entry.local_address)
+            .collect())
     }
 
     /// Returns `127.0.0.1:PORT/repository`, the repository as the engine names it.
@@ -397,6 +420,30 @@ pub async fn remove_image(docker: &Docker, reference: &str) -> Result<bool, Regi
     }
 }
 
+/// The run-time check that a registry listens on 127.0.0.1 and nowhere else, from the
+/// addresses its process listens on.
+pub fn loopback_only_check(model: &str, listening: Result<Vec<SocketAddr>, String>) -> CheckRecord {
+    let check = "local registry listens on 127.0.0.1 only".to_string();
+    let (passed, detail) = match listening {
+        Err(message) => (false, format!("cannot read the registry's sockets: {message}")),
+        Ok(addresses) if addresses.is_empty() => (false, "the registry process holds no listening socket".to_string()),
+        Ok(addresses) => {
+            let list = addresses.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(", ");
+            let others: Vec<String> = addresses
+                .iter()
+                .filter(|address| address.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST))
+                .map(SocketAddr::to_string)
+                .collect();
+            if others.is_empty() {
+                (true, format!("listening on {list}, read from /proc"))
+            } else {
+                (false, format!("listening on {list}; not on 127.0.0.1: {}", others.join(", ")))
+            }
+        }
+    };
+    CheckRecord { model: model.to_string(), check, passed, detail }
+}
+
 /// Sends SIGTERM, waits up to [`STOP_GRACE`] for the exit, then kills and reaps.
 fn terminate(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
@@ -537,6 +584,24 @@ mod tests {
             {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1500000, "digest": "sha256:app1"}
         ]
     }"#;
+
+    #[test]
+    fn loopback_only_check_names_every_other_address() {
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let passed = loopback_only_check("distroless", Ok(vec![loopback]));
+        assert!(passed.passed);
+        assert_eq!(passed.detail, "listening on 127.0.0.1:5000, read from /proc");
+
+        let wide = loopback_only_check("distroless", Ok(vec![loopback, "0.0.0.0:5001".parse().unwrap()]));
+        assert!(!wide.passed);
+        assert_eq!(wide.detail, "listening on 127.0.0.1:5000, 0.0.0.0:5001; not on 127.0.0.1: 0.0.0.0:5001");
+
+        let ipv6 = loopback_only_check("distroless", Ok(vec!["[::]:5000".parse().unwrap()]));
+        assert!(!ipv6.passed, "{ipv6:?}");
+        assert!(!loopback_only_check("distroless", Ok(Vec::new())).passed);
+        let unreadable = loopback_only_check("distroless", Err("process 7: gone".to_string()));
+        assert_eq!((unreadable.passed, unreadable.detail.as_str()), (false, "cannot read the registry's sockets: process 7: gone"));
+    }
 
     #[test]
     fn manifest_layer_bytes_summed() {

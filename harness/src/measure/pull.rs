@@ -41,7 +41,7 @@ use crate::artifacts::marked::{self, MarkedImage};
 use crate::artifacts::{ArtifactCache, ArtifactError, Recipe, ServiceBinary};
 use crate::engine::docker::{owner_is_alive, owner_label_value, MANAGED_LABEL, OWNER_LABEL, RUN_LABEL};
 use crate::engine::images::find_image;
-use crate::engine::registry::{remove_image, LocalRegistry, Manifest, PullStats, RegistryError};
+use crate::engine::registry::{self, remove_image, LocalRegistry, Manifest, PullStats, RegistryError};
 use crate::engine::shaping::{self, PortShaping, ShapingError};
 use crate::results::{CheckRecord, Sample};
 use crate::scenario::{LinkProfile, ModelKind, PullSettings};
@@ -285,6 +285,7 @@ pub async fn measure_pulls(
     let recipe = recipe_of(kind)?;
     progress("starting the local registry");
     let registry = LocalRegistry::start().await?;
+    let listening = registry::loopback_only_check(kind.name(), registry.listening_addresses());
     let mut images = PullImages::new(kind, &registry);
 
     let measured = async {
@@ -295,9 +296,10 @@ pub async fn measure_pulls(
     let removed = images.remove_all(docker).await;
     let stopped = registry.stop();
 
-    let results = measured?;
+    let mut results = measured?;
     removed?;
     stopped?;
+    results.checks.insert(0, listening);
     Ok(results)
 }
 
