@@ -227,11 +227,12 @@ fn report(run: Option<PathBuf>, history: Option<PathBuf>, output: PathBuf) -> Ex
             println!("{}", run.join(deploybench::results::REPORT_FILE).display());
             ExitCode::SUCCESS
         }
-        Err(error) => fail(2, &error.to_string()),
+        Err(error) => fail(2, &explain_disk_full(error.to_string(), &run)),
     }
 }
 
 async fn run(scenario: PathBuf, output: PathBuf, quiet: bool) -> ExitCode {
+    let output_root = output.clone();
     let options = RunOptions {
         scenario_path: scenario,
         output_root: output,
@@ -256,7 +257,7 @@ async fn run(scenario: PathBuf, output: PathBuf, quiet: bool) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Err(error) => fail(2, &error.to_string()),
+        Err(error) => fail(2, &explain_disk_full(error.to_string(), &output_root)),
     }
 }
 
@@ -270,6 +271,18 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or(current, Path::to_path_buf)
+}
+
+/// Adds what to do to an error caused by a full disk (ENOSPC).
+fn explain_disk_full(message: String, folder: &Path) -> String {
+    if !message.contains("os error 28") {
+        return message;
+    }
+    format!(
+        "{message}\nThe disk holding {} is full: free space there, or write elsewhere with --output. \
+         Each file already written is complete: results are written to a temporary file and renamed.",
+        folder.display()
+    )
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
