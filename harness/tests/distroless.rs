@@ -47,7 +47,14 @@ async fn distroless_boots_hardened() {
     let artifact = model.prepare(&env, &binary, &|message: &str| eprintln!("{message}")).await.unwrap();
     assert!(artifact.size_bytes < 10 * 1024 * 1024, "image is {} bytes", artifact.size_bytes);
 
+    // The service's own port taken on the host does not stop the boot: the engine
+    // publishes on a free port of its choosing.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", deploybench::artifacts::SERVICE_PORT)).ok();
     let instance = model.boot(&env, 0).await.unwrap();
+    if taken.is_some() {
+        assert_ne!(instance.address.port(), deploybench::artifacts::SERVICE_PORT);
+    }
+    drop(taken);
     let phases = &instance.phases;
     let create = phases.create.expect("containers record the create phase");
     let start = phases.start.expect("containers record the start phase");

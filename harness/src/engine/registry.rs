@@ -43,6 +43,8 @@ const CONFIG_FILE: &str = "config.yml";
 /// Time allowed from the spawn to the first 200 from `GET /v2/`.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_POLL: Duration = Duration::from_millis(20);
+/// Time allowed for one readiness request.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time allowed between SIGTERM and SIGKILL when the registry stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Spawn attempts: another process can take the free port between the check and the spawn.
@@ -154,10 +156,18 @@ impl LocalRegistry {
     /// Starts a registry on a free 127.0.0.1 port with its folder inside `parent`, and
     /// waits until `GET /v2/` returns 200.
     pub async fn start_in(parent: &Path) -> Result<LocalRegistry, RegistryError> {
+        LocalRegistry::start_on(parent, free_port).await
+    }
+
+    /// Like [`LocalRegistry::start_in`], with the port of each attempt from `next_port`.
+    async fn start_on(
+        parent: &Path,
+        mut next_port: impl FnMut() -> io::Result<u16>,
+    ) -> Result<LocalRegistry, RegistryError> {
         let mut last_error = None;
         for attempt in 1..=START_ATTEMPTS {
             let folder = create_folder(parent)?;
-            let port = free_port().map_err(|source| RegistryError::Io {
+            let port = next_port().map_err(|source| RegistryError::Io {
                 action: "find a free port on",
                 path: PathBuf::from("127.0.0.1"),
                 source,
@@ -351,10 +361,13 @@ impl LocalRegistry {
                     log: self.log_tail(),
                 });
             }
-            let last_error = match http_get(self.address, "/v2/", None).await {
-                Ok((200, _)) => return Ok(()),
-                Ok((status, _)) => format!("status {status}"),
-                Err(message) => message,
+            // Another process on the port may accept and never answer, so each probe is bounded.
+            let probe = tokio::time::timeout(READY_PROBE_TIMEOUT, http_get(self.address, "/v2/", None)).await;
+            let last_error = match probe {
+                Ok(Ok((200, _))) => return Ok(()),
+                Ok(Ok((status, _))) => format!("status {status}"),
+                Ok(Err(message)) => message,
+                Err(_) => format!("no answer within {READY_PROBE_TIMEOUT:?}"),
             };
             if Instant::now() >= deadline {
                 return Err(RegistryError::NotReady {
@@ -584,6 +597,28 @@ mod tests {
             {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1500000, "digest": "sha256:app1"}
         ]
     }"#;
+
+    /// A port that another process took between the check and the spawn makes the
+    /// registry exit; the start then tries the next port.
+    #[tokio::test]
+    async fn a_taken_port_is_left_for_the_next_one() {
+        if Command::new(REGISTRY_PROGRAM).arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI installs {REGISTRY_PROGRAM}");
+            eprintln!("skipped: {REGISTRY_PROGRAM} is not installed");
+            return;
+        }
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let mut ports = vec![free_port().unwrap(), taken_port];
+        let parent = tempfile::tempdir().unwrap();
+
+        let registry = LocalRegistry::start_on(parent.path(), || Ok(ports.pop().unwrap())).await.unwrap();
+        assert_ne!(registry.address().port(), taken_port);
+        assert_eq!(registry.listening_addresses(), Ok(vec![registry.address()]));
+        registry.stop().unwrap();
+        assert!(ports.is_empty(), "the second port was used");
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0, "the failed attempt's folder is removed");
+    }
 
     #[test]
     fn loopback_only_check_names_every_other_address() {
