@@ -1,7 +1,7 @@
-//! A Docker daemon restart in the middle of a run fails the repetition it hits, which
-//! the run records with the reason; the run waits for the engine, goes on with the
-//! next repetitions, and leaves no container behind. A daemon that stays away stops the
-//! run, which still saves its results, marked incomplete.
+//! A Docker daemon restart in the middle of a run fails the repetition it hits, and the
+//! run records that failure with its reason. The run then waits for the engine, goes
+//! on with the next repetitions, and leaves no container behind. A daemon that stays
+//! away stops the run, which still saves its results, marked incomplete.
 //!
 //! The test restarts the machine's Docker daemon, so it runs only as root and only when
 //! the engine runs no container at all: it never stops anyone else's work.
@@ -66,7 +66,7 @@ fn stop_daemon() {
     }
 }
 
-/// Starts the daemon again with the project's setup script, which waits until it answers.
+/// Starts the daemon again with the project's setup script, which waits until it responds.
 fn start_daemon() {
     let status = Command::new("bash")
         .arg(workspace().join("scripts/setup.sh"))
@@ -131,7 +131,7 @@ async fn wait_for_idle_instance(docker: &Docker, repetition: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_that_stays_away_stops_the_run_cleanly() {
+async fn engine_gone_stops_run() {
     let _turn = DAEMON.lock().await;
     let docker = match engine_to_restart().await {
         Ok(docker) => docker,
@@ -195,7 +195,7 @@ async fn a_daemon_that_stays_away_stops_the_run_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_restart_fails_one_repetition_and_the_run_goes_on() {
+async fn engine_restart_fails_one_repetition() {
     let _turn = DAEMON.lock().await;
     let docker = match engine_to_restart().await {
         Ok(docker) => docker,

@@ -1,6 +1,6 @@
-//! A run whose output folder is on a full disk fails with exit 2 and an error naming
-//! the disk and the fix, and leaves no half-written file: every file in the run folder
-//! is complete, and no temporary file remains.
+//! A run whose output folder is on a full disk fails with exit 2 and an error that
+//! names the disk and the fix. It leaves no half-written file, so every file in the
+//! run folder is complete and no temporary file remains.
 //!
 //! The disk is a small tmpfs mounted for the test, so the test needs root.
 
@@ -87,7 +87,7 @@ fn assert_no_partial_file(folder: &Path) {
 }
 
 #[test]
-fn a_full_disk_fails_with_a_clear_error_and_no_partial_file() {
+fn full_disk_run_fails_cleanly() {
     // 8 KiB (two pages) fills at run.json, 64 KiB while the plots are drawn.
     for kib in [8, 64] {
         let Some((code, stderr, folder, _disk)) = run_on_small_disk(kib) else { return };

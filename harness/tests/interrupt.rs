@@ -85,7 +85,7 @@ const PULL_SCENARIO: &str = "name = \"interrupted-pull\"\nmodels = [\"distroless
 /// SIGTERM while a pull runs shaped: the registry process ends, its folder goes, and
 /// the qdisc leaves the loopback device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_a_shaped_pull_stops_the_registry_and_the_shaping() {
+async fn sigterm_during_shaped_pull() {
     // SAFETY: geteuid(2) has no preconditions.
     if unsafe { libc::geteuid() } != 0 || deploybench::engine::docker::connect().await.is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI runs as root with the Docker engine");
@@ -139,7 +139,7 @@ async fn sigterm_during_a_shaped_pull_stops_the_registry_and_the_shaping() {
     assert!(meta.incomplete_reason.unwrap_or_default().contains("SIGTERM"));
 }
 
-/// The pid of the `docker-registry` process that `parent` started, when there is one.
+/// Finds the pid of the `docker-registry` process that `parent` started.
 fn registry_child_of(parent: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;

@@ -361,7 +361,7 @@ impl LocalRegistry {
                     log: self.log_tail(),
                 });
             }
-            // Another process on the port may accept and never answer, so each probe is bounded.
+            // Another process on the port may accept and never respond, so each probe has a timeout.
             let probe = tokio::time::timeout(READY_PROBE_TIMEOUT, http_get(self.address, "/v2/", None)).await;
             let last_error = match probe {
                 Ok(Ok((200, _))) => return Ok(()),
@@ -433,8 +433,8 @@ pub async fn remove_image(docker: &Docker, reference: &str) -> Result<bool, Regi
     }
 }
 
-/// The run-time check that a registry listens on 127.0.0.1 and nowhere else, from the
-/// addresses its process listens on.
+/// Builds the run-time check that a registry listens on 127.0.0.1 and nowhere else,
+/// from the addresses its process listens on.
 pub fn loopback_only_check(model: &str, listening: Result<Vec<SocketAddr>, String>) -> CheckRecord {
     let check = "local registry listens on 127.0.0.1 only".to_string();
     let (passed, detail) = match listening {
@@ -601,7 +601,7 @@ mod tests {
     /// A port that another process took between the check and the spawn makes the
     /// registry exit; the start then tries the next port.
     #[tokio::test]
-    async fn a_taken_port_is_left_for_the_next_one() {
+    async fn start_skips_taken_port() {
         if Command::new(REGISTRY_PROGRAM).arg("--version").output().is_err() {
             assert!(std::env::var_os("CI").is_none(), "CI installs {REGISTRY_PROGRAM}");
             eprintln!("skipped: {REGISTRY_PROGRAM} is not installed");
@@ -621,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn loopback_only_check_names_every_other_address() {
+    fn loopback_check_names_other_addresses() {
         let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let passed = loopback_only_check("distroless", Ok(vec![loopback]));
         assert!(passed.passed);

@@ -128,7 +128,7 @@ pub enum ModelError {
     #[error("{model} is not available here: {reason}")]
     Unavailable { model: ModelKind, reason: String },
     #[error(
-        "the Docker engine stopped answering while {model} was measured and did not return within {waited_s} s; \
+        "the Docker engine stopped responding while {model} was measured and did not return within {waited_s} s; \
              start it again (scripts/setup.sh) and rerun"
     )]
     EngineGone { model: String, waited_s: u64 },

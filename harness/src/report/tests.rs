@@ -464,7 +464,7 @@ fn failed_repetitions_are_listed_with_step_and_reason() {
         model: "distroless".to_string(),
         repetition: 2,
         stage: "measure".to_string(),
-        reason: "cgroup gone; the Docker engine had stopped answering and returned 4.2 s later".to_string(),
+        reason: "cgroup gone; the Docker engine did not respond for 4.2 s during this repetition".to_string(),
     }];
     write_run(folder.path(), &synthetic_samples(), &meta);
     write_report(folder.path()).unwrap();
@@ -473,7 +473,7 @@ fn failed_repetitions_are_listed_with_step_and_reason() {
     assert!(report.contains("1 repetition(s) failed"), "{report}");
     assert!(
         report.contains(
-            "| distroless | 3 | measure | cgroup gone; the Docker engine had stopped answering and returned 4.2 s later |"
+            "| distroless | 3 | measure | cgroup gone; the Docker engine did not respond for 4.2 s during this repetition |"
         ),
         "{report}"
     );

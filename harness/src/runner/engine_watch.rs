@@ -1,7 +1,7 @@
-//! What a run does when the Docker engine stops answering mid-run, as it does while the
-//! daemon restarts: the failed repetition is recorded, the run waits for the engine to
-//! answer again, removes what the restart left of its containers, and goes on. An
-//! engine that stays away stops the run, which then saves what it has.
+//! Handling of a Docker engine that stops responding mid-run, as it does while the
+//! daemon restarts. The run records the failed repetition and waits for the engine to
+//! respond again. It then removes what the restart left of its containers and goes on.
+//! An engine that stays away stops the run, which then saves what it has.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,19 +10,19 @@ use bollard::Docker;
 
 use super::progress::Step;
 
-/// How long a run waits for an engine that stopped answering, unless
-/// `DEPLOYBENCH_ENGINE_WAIT_S` says otherwise.
+/// Time a run waits for an engine that stopped responding, unless
+/// `DEPLOYBENCH_ENGINE_WAIT_S` sets another.
 pub const DEFAULT_ENGINE_WAIT: Duration = Duration::from_secs(90);
 
-/// Time allowed for one ping; a daemon that is shutting down may accept and hang.
+/// Time allowed for one ping, because a daemon that is shutting down may accept and hang.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The monitor's ping period and timeout: a restart keeps the API closed for seconds.
+/// The monitor's ping period and timeout. A restart keeps the API closed for seconds.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(500);
 const MONITOR_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The wait for a returning engine: `DEPLOYBENCH_ENGINE_WAIT_S` when it holds whole
-/// seconds, else [`DEFAULT_ENGINE_WAIT`].
+/// Returns the wait for a returning engine: `DEPLOYBENCH_ENGINE_WAIT_S` when it is a
+/// whole number of seconds, else [`DEFAULT_ENGINE_WAIT`].
 pub fn engine_wait() -> Duration {
     parse_wait(std::env::var("DEPLOYBENCH_ENGINE_WAIT_S").ok().as_deref())
 }
@@ -41,24 +41,24 @@ fn parse_wait(value: Option<&str>) -> Duration {
     }
 }
 
-/// True when the engine answers a ping within [`PING_TIMEOUT`].
-pub async fn answers(docker: &Docker) -> bool {
-    answers_within(docker, PING_TIMEOUT).await
+/// Returns true when the engine responds to a ping within [`PING_TIMEOUT`].
+pub async fn responds(docker: &Docker) -> bool {
+    responds_within(docker, PING_TIMEOUT).await
 }
 
-async fn answers_within(docker: &Docker, timeout: Duration) -> bool {
+async fn responds_within(docker: &Docker, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, docker.ping()).await, Ok(Ok(_)))
 }
 
-/// Pings the engine in the background while a model is measured and keeps the spans
-/// in which it did not answer, so that a failure can be traced to a daemon restart
-/// even when the daemon is back by the time the failure shows.
+/// Pings the engine in the background while a model is measured and records the spans
+/// in which it did not respond. A failure can then be traced to a daemon restart even
+/// when the daemon is back by the time the failure shows.
 pub struct EngineMonitor {
     outages: Arc<Mutex<Vec<Outage>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// A span in which the engine did not answer; `end` is `None` while it lasts.
+/// A span in which the engine did not respond. `end` is `None` while it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Outage {
     start: Instant,
@@ -71,7 +71,7 @@ impl EngineMonitor {
         let recorded = Arc::clone(&outages);
         let task = tokio::spawn(async move {
             loop {
-                let answered = answers_within(&docker, MONITOR_PING_TIMEOUT).await;
+                let answered = responds_within(&docker, MONITOR_PING_TIMEOUT).await;
                 let now = Instant::now();
                 {
                     let mut outages = recorded.lock().expect("no code panics while holding the lock");
@@ -88,8 +88,8 @@ impl EngineMonitor {
         EngineMonitor { outages, task }
     }
 
-    /// How long the engine did not answer in the outages that touched the time since
-    /// `since`, up to now for one still going; `None` when it answered throughout.
+    /// Returns how long the engine did not respond in the outages that reached past
+    /// `since`, counting an ongoing one up to now. `None` means no such outage.
     fn unanswered_since(&self, since: Instant) -> Option<Duration> {
         unanswered(
             &self.outages.lock().expect("no code panics while holding the lock"),
@@ -99,7 +99,7 @@ impl EngineMonitor {
     }
 }
 
-/// The summed length of the outages that lasted past `since`, ongoing ones up to `now`.
+/// Sums the length of the outages that lasted past `since`, ongoing ones up to `now`.
 fn unanswered(outages: &[Outage], since: Instant, now: Instant) -> Option<Duration> {
     let touching = outages
         .iter()
@@ -115,22 +115,22 @@ impl Drop for EngineMonitor {
     }
 }
 
-/// How the engine stood after a failed repetition.
+/// State of the engine after a failed repetition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineState {
-    /// It answered throughout the repetition: the failure had another cause.
+    /// It responded throughout the repetition, so the failure had another cause.
     Answering,
-    /// It stopped answering during the repetition and answers again; the span is how
-    /// long it did not answer.
+    /// It stopped responding during the repetition and responds again. The duration is
+    /// how long it did not respond.
     Returned(Duration),
-    /// It did not answer within the wait.
+    /// It did not respond within the wait.
     Gone,
 }
 
 /// Checks the engine after a repetition that began at `since` failed. When the engine
-/// does not answer, waits up to `wait` for it, showing the wait on `step`. Containers
-/// of the run that outlived the failure (a restarting daemon keeps stopped ones) are
-/// removed once it answers.
+/// does not respond, waits up to `wait` for it and shows the wait on `step`. Once it
+/// responds, removes the run's containers that outlived the failure, because a
+/// restarting daemon keeps the stopped ones.
 pub async fn recover(
     docker: &Docker,
     monitor: &EngineMonitor,
@@ -139,10 +139,10 @@ pub async fn recover(
     wait: Duration,
     step: &Step,
 ) -> EngineState {
-    if !answers(docker).await {
+    if !responds(docker).await {
         tracing::warn!(
             wait_s = wait.as_secs(),
-            "the Docker engine stopped answering; waiting for it"
+            "the Docker engine stopped responding; waiting for it"
         );
         let started = Instant::now();
         loop {
@@ -151,15 +151,15 @@ pub async fn recover(
                 return EngineState::Gone;
             }
             step.message(&format!(
-                "the Docker engine stopped answering; waiting for it ({} s of {} s)",
+                "the Docker engine stopped responding; waiting for it ({} s of {} s)",
                 waited.as_secs(),
                 wait.as_secs()
             ));
             tokio::time::sleep(MONITOR_INTERVAL).await;
-            if answers(docker).await {
+            if responds(docker).await {
                 tracing::info!(
                     waited_s = started.elapsed().as_secs_f64(),
-                    "the Docker engine answers again"
+                    "the Docker engine responds again"
                 );
                 break;
             }
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wait_comes_from_the_environment_value_or_the_default() {
+    fn engine_wait_parsing() {
         assert_eq!(parse_wait(None), DEFAULT_ENGINE_WAIT);
         assert_eq!(parse_wait(Some("7")), Duration::from_secs(7));
         assert_eq!(parse_wait(Some(" 0 ")), Duration::ZERO);
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn only_outages_that_touch_the_repetition_count() {
+    fn unanswered_counts_touching_outages() {
         let origin = Instant::now();
         let at = |seconds: u64| origin + Duration::from_secs(seconds);
         let outages = [
@@ -214,7 +214,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_engine_whose_socket_went_away_does_not_answer() {
+    async fn responds_false_without_socket() {
         let folder = tempfile::tempdir().unwrap();
         let socket = folder.path().join("docker.sock");
         // The client checks at creation that the socket exists; the daemon then goes away.
@@ -222,6 +222,6 @@ mod tests {
         let docker = Docker::connect_with_unix(socket.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
         drop(listener);
         std::fs::remove_file(&socket).unwrap();
-        assert!(!answers(&docker).await);
+        assert!(!responds(&docker).await);
     }
 }

@@ -104,13 +104,13 @@ pub async fn measure(
                 EngineState::Answering => {}
                 EngineState::Returned(unanswered) => {
                     reason.push_str(&format!(
-                        "; the Docker engine did not answer for {:.1} s during this repetition (a daemon restart \
+                        "; the Docker engine did not respond for {:.1} s during this repetition (a daemon restart \
                          stops every container)",
                         unanswered.as_secs_f64()
                     ));
                 }
                 EngineState::Gone => {
-                    reason.push_str("; the Docker engine stopped answering and did not return");
+                    reason.push_str("; the Docker engine stopped responding and did not return");
                     record_failure(shared, &label, repetition, stage, reason);
                     return Err(ModelError::EngineGone {
                         model: label,
@@ -188,7 +188,7 @@ fn record_failure(shared: &Shared, label: &str, repetition: u32, stage: Stage, r
 }
 
 /// Boots one instance, measures it, and stops it. The boot phases are kept once the
-/// instance answered; memory and load samples only when the measurement finished.
+/// instance responded, and memory and load samples only when the measurement finished.
 async fn measure_repetition(
     model: &dyn DeploymentModel,
     env: &ModelEnv,
