@@ -179,7 +179,7 @@ pub enum BaseSource<'a> {
     Debootstrap(&'a DebootstrapSource),
 }
 
-fn default_keyring() -> PathBuf {
+pub(super) fn default_keyring() -> PathBuf {
     PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg")
 }
 
@@ -412,7 +412,7 @@ fn check_repository(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
-fn check_word(key: &str, value: &str) -> Result<(), String> {
+pub(super) fn check_word(key: &str, value: &str) -> Result<(), String> {
     let valid = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
     if valid {
         Ok(())
@@ -421,7 +421,7 @@ fn check_word(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
-fn check_package_name(key: &str, name: &str) -> Result<(), String> {
+pub(super) fn check_package_name(key: &str, name: &str) -> Result<(), String> {
     // Debian policy 5.6.1: lowercase letters, digits, + - . and at least two characters.
     let valid = name.len() >= 2
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -433,7 +433,7 @@ fn check_package_name(key: &str, name: &str) -> Result<(), String> {
     }
 }
 
-fn check_path(key: &str, path: &str) -> Result<(), String> {
+pub(super) fn check_path(key: &str, path: &str) -> Result<(), String> {
     let normalized = path.len() > 1
         && path.starts_with('/')
         && !path.ends_with('/')

@@ -23,7 +23,10 @@ use super::cache::{ArtifactCache, CachedRootfs, WorkDir};
 use super::debian::{self, Owners};
 use super::error::ArtifactError;
 use super::process;
-use super::recipe::{relative, BaseRecipe, DebootstrapSource, DirectorySpec, FileSpec};
+use super::recipe::{
+    check_package_name, check_path, check_word, default_keyring, relative, BaseRecipe, DebootstrapSource, DirectorySpec,
+    FileSpec,
+};
 use super::rootfs::{self, PackOptions};
 use super::ServiceBinary;
 
@@ -140,10 +143,6 @@ struct DiskMetadata {
     base_hash: String,
     kernel_version: String,
     virtual_size_bytes: u64,
-}
-
-fn default_keyring() -> PathBuf {
-    PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg")
 }
 
 impl VmDiskRecipe {
@@ -264,39 +263,6 @@ impl VmDiskRecipe {
             return Err(format!("boot.append {append:?} must contain console=ttyS0: boot phases are read from the serial console"));
         }
         Ok(())
-    }
-}
-
-fn check_word(key: &str, value: &str) -> Result<(), String> {
-    let valid = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{key} {value:?} must be letters, digits, `.`, `_` or `-`"))
-    }
-}
-
-fn check_package_name(key: &str, name: &str) -> Result<(), String> {
-    // Debian policy 5.6.1: lowercase letters, digits, + - . and at least two characters.
-    let valid = name.len() >= 2
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"+-.".contains(&byte));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{key}: {name:?} is not a Debian package name"))
-    }
-}
-
-fn check_path(key: &str, path: &str) -> Result<(), String> {
-    let normalized = path.len() > 1
-        && path.starts_with('/')
-        && !path.ends_with('/')
-        && path[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..");
-    if normalized {
-        Ok(())
-    } else {
-        Err(format!("{key} {path:?} must be an absolute path without `.`, `..`, `//` or a trailing `/`"))
     }
 }
 

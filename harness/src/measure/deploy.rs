@@ -8,13 +8,11 @@
 //! under the phase `""`. The sum comes first, so a table that takes the first
 //! `deploy_cycle_s` summary of a model reads the whole cycle.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions, StopContainerOptions};
-use bollard::models::{HostConfig, PortBinding};
 use bollard::Docker;
 use tokio::time::Instant;
 
@@ -411,37 +409,9 @@ impl DeployTarget for ContainerDeploy {
 
 /// The container configuration of a deployed version: the same settings as the
 /// container models' boots, so that start and healthy match their boot phases.
-// NOTE: mirrors `ContainerModel::container_config` in models/container.rs; keep the
-// two in step when the hardening changes.
 fn container_config(kind: ModelKind, image: &str, limits: &ContainerLimits, run_id: &str) -> Config<String> {
-    let port_key = format!("{SERVICE_PORT}/tcp");
-    let mut host_config = HostConfig {
-        // An empty host port lets the engine pick a free one on 127.0.0.1.
-        port_bindings: Some(HashMap::from([(
-            port_key.clone(),
-            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
-        )])),
-        ..Default::default()
-    };
-    let mut user = None;
-    if kind == ModelKind::Distroless {
-        host_config.readonly_rootfs = Some(true);
-        host_config.tmpfs = Some(HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())]));
-        host_config.cap_drop = Some(vec!["ALL".to_string()]);
-        host_config.security_opt = Some(vec!["no-new-privileges:true".to_string()]);
-        host_config.nano_cpus = Some((limits.cpus * 1e9) as i64);
-        host_config.memory = Some((limits.memory_mib * 1024 * 1024) as i64);
-        user = Some("65532:65532".to_string());
-    }
     let labels = labels(run_id, "deploy").into_iter().collect();
-    Config {
-        image: Some(image.to_string()),
-        user,
-        exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
-        labels: Some(labels),
-        host_config: Some(host_config),
-        ..Default::default()
-    }
+    crate::models::instance_config(kind, image, limits, Duration::ZERO, labels)
 }
 
 #[cfg(test)]

@@ -52,43 +52,13 @@ impl ContainerModel {
         })
     }
 
-    /// The container configuration: the hardening of the distroless model follows a
-    /// production compose file (read-only root, tmpfs /tmp noexec,nosuid, no
-    /// capabilities, no-new-privileges, CPU and memory limits).
     fn container_config(&self, image: &str, env: &ModelEnv) -> Config<String> {
-        let port_key = format!("{SERVICE_PORT}/tcp");
-        let mut host_config = HostConfig {
-            // An empty host port lets the engine pick a free one, so a taken port is avoided.
-            port_bindings: Some(HashMap::from([(
-                port_key.clone(),
-                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
-            )])),
-            ..Default::default()
-        };
-        let mut user = None;
-        if self.flavor == ContainerFlavor::Distroless {
-            let ContainerLimits { cpus, memory_mib } = env.scenario.limits;
-            host_config.readonly_rootfs = Some(true);
-            host_config.tmpfs = Some(HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())]));
-            host_config.cap_drop = Some(vec!["ALL".to_string()]);
-            host_config.security_opt = Some(vec!["no-new-privileges:true".to_string()]);
-            host_config.nano_cpus = Some((cpus * 1e9) as i64);
-            host_config.memory = Some((memory_mib * 1024 * 1024) as i64);
-            user = Some("65532:65532".to_string());
-        }
-        Config {
-            image: Some(image.to_string()),
-            user,
-            env: Some(vec![format!("READY_DELAY_MS={}", env.scenario.service.ready_delay.as_millis())]),
-            exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
-            labels: Some(HashMap::from([
-                (MANAGED_LABEL.to_string(), "true".to_string()),
-                (RUN_LABEL.to_string(), env.run_id.clone()),
-                (OWNER_LABEL.to_string(), owner_label_value()),
-            ])),
-            host_config: Some(host_config),
-            ..Default::default()
-        }
+        let labels = HashMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (RUN_LABEL.to_string(), env.run_id.clone()),
+            (OWNER_LABEL.to_string(), owner_label_value()),
+        ]);
+        instance_config(self.kind(), image, &env.scenario.limits, env.scenario.service.ready_delay, labels)
     }
 
     /// Reads the container's pid, bridge address and published 127.0.0.1 port.
@@ -139,19 +109,6 @@ impl ContainerModel {
         Ok((pid, address, first_accept.ok().flatten(), first_200))
     }
 
-    async fn log_tail(docker: &Docker, id: &str) -> String {
-        let options = LogsOptions::<String> { stdout: true, stderr: true, tail: LOG_TAIL_LINES.into(), ..Default::default() };
-        let mut stream = docker.logs(id, Some(options));
-        let mut lines = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            lines.push_str(&chunk.to_string());
-        }
-        if lines.trim().is_empty() {
-            "(no log output)".to_string()
-        } else {
-            lines.trim_end().to_string()
-        }
-    }
 
     /// Why a container is no longer running, when it is not: killed by the kernel for
     /// exceeding its memory limit, or exited with a code. `None` while it runs.
@@ -186,6 +143,62 @@ impl ContainerModel {
     async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         docker.remove_container(id, Some(options)).await
+    }
+}
+
+/// Returns the last lines of a container's log, for error messages.
+pub(crate) async fn log_tail(docker: &Docker, id: &str) -> String {
+    let options = LogsOptions::<String> { stdout: true, stderr: true, tail: LOG_TAIL_LINES.into(), ..Default::default() };
+    let mut stream = docker.logs(id, Some(options));
+    let mut lines = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        lines.push_str(&chunk.to_string());
+    }
+    if lines.trim().is_empty() {
+        "(no log output)".to_string()
+    } else {
+        lines.trim_end().to_string()
+    }
+}
+
+/// Builds the container configuration of one instance of a container model, shared by
+/// boots, deploys and function sandboxes. The hardening of `distroless` follows a
+/// production compose file: read-only root, tmpfs /tmp noexec,nosuid, no capabilities,
+/// no-new-privileges, CPU and memory limits, and a non-root user.
+pub(crate) fn instance_config(
+    kind: ModelKind,
+    image: &str,
+    limits: &ContainerLimits,
+    ready_delay: Duration,
+    labels: HashMap<String, String>,
+) -> Config<String> {
+    let port_key = format!("{SERVICE_PORT}/tcp");
+    let mut host_config = HostConfig {
+        // An empty host port lets the engine pick a free one, so a taken port is avoided.
+        port_bindings: Some(HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+        )])),
+        ..Default::default()
+    };
+    let mut user = None;
+    if kind == ModelKind::Distroless {
+        host_config.readonly_rootfs = Some(true);
+        host_config.tmpfs = Some(HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())]));
+        host_config.cap_drop = Some(vec!["ALL".to_string()]);
+        host_config.security_opt = Some(vec!["no-new-privileges:true".to_string()]);
+        host_config.nano_cpus = Some((limits.cpus * 1e9) as i64);
+        host_config.memory = Some((limits.memory_mib * 1024 * 1024) as i64);
+        user = Some("65532:65532".to_string());
+    }
+    Config {
+        image: Some(image.to_string()),
+        user,
+        env: Some(vec![format!("READY_DELAY_MS={}", ready_delay.as_millis())]),
+        exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
+        labels: Some(labels),
+        host_config: Some(host_config),
+        ..Default::default()
     }
 }
 
@@ -270,7 +283,7 @@ impl DeploymentModel for ContainerModel {
                     Some(reason) => format!("{reason}; {message}"),
                     None => message,
                 };
-                let logs = Self::log_tail(docker, &id).await;
+                let logs = log_tail(docker, &id).await;
                 let _ = Self::remove(docker, &id).await;
                 Err(fail(format!("{message}; last log lines of {container_name}:\n{logs}")))
             }

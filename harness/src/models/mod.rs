@@ -18,6 +18,7 @@ mod process;
 mod vm;
 
 pub use container::{ContainerFlavor, ContainerModel};
+pub(crate) use container::instance_config;
 pub use function::{measure_function_patterns, FunctionInstance, FunctionModel};
 pub use process::ProcessModel;
 pub use vm::{GuestMemory, VmHandle, VmModel};

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::{
-    Config, CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    Config, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -20,7 +19,7 @@ use crate::artifacts::SERVICE_PORT;
 use crate::measure::boot::Probe;
 use crate::measure::cgroup::Cgroup;
 use crate::measure::procfs;
-use crate::models::container::hardened_config;
+use crate::models::container::{hardened_config, log_tail};
 use crate::models::ModelEnv;
 
 /// Label that names the gateway a sandbox belongs to, as `PID-NUMBER`, so the gateway
@@ -28,8 +27,6 @@ use crate::models::ModelEnv;
 pub const GATEWAY_LABEL: &str = "io.deploybench.function-gateway";
 /// Seconds a sandbox gets between SIGTERM and SIGKILL when its keep-warm window ends.
 const STOP_TIMEOUT_S: i64 = 2;
-/// Log lines quoted in the error of a sandbox that never became healthy.
-const LOG_TAIL_LINES: &str = "20";
 
 /// Times of one cold start, from the request reaching the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,16 +290,3 @@ pub async fn started_details(docker: &Docker, id: &str) -> Result<(u32, u16), St
     Ok((pid as u32, port))
 }
 
-async fn log_tail(docker: &Docker, id: &str) -> String {
-    let options = LogsOptions::<String> { stdout: true, stderr: true, tail: LOG_TAIL_LINES.into(), ..Default::default() };
-    let mut stream = docker.logs(id, Some(options));
-    let mut lines = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        lines.push_str(&chunk.to_string());
-    }
-    if lines.trim().is_empty() {
-        "(no log output)".to_string()
-    } else {
-        lines.trim_end().to_string()
-    }
-}
