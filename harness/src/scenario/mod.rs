@@ -307,9 +307,25 @@ impl Scenario {
 
     /// Returns the default name of a scenario: its file stem.
     pub fn default_name(path: &Path) -> String {
-        path.file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".to_string())
+        let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+        let cleaned: String = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+            .take(64)
+            .collect();
+        if Scenario::is_valid_name(&cleaned) {
+            cleaned
+        } else {
+            "scenario".to_string()
+        }
+    }
+
+    /// Returns true for a name that is safe as part of a folder name: 1 to 64 ASCII
+    /// letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    pub fn is_valid_name(name: &str) -> bool {
+        (1..=64).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     }
 }
 

@@ -151,6 +151,17 @@ impl RawScenario {
             Some(name) if name.get_ref().trim().is_empty() => {
                 return Err((name.span(), "name must not be empty".to_string()));
             }
+            // The name becomes part of the run folder's name, so it may not leave that folder.
+            Some(name) if !Scenario::is_valid_name(name.get_ref()) => {
+                return Err((
+                    name.span(),
+                    format!(
+                        "name {:?} is invalid: use 1 to 64 ASCII letters, digits, `.`, `_` or `-`, \
+                         starting with a letter or digit",
+                        name.get_ref()
+                    ),
+                ));
+            }
             Some(name) => name.get_ref().clone(),
             None => Scenario::default_name(path),
         };

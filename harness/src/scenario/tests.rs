@@ -527,3 +527,22 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn name_outside_run_folder_rejected() {
+    for name in ["../../tmp/escaped", "a/b", ".hidden", "-flag", "tab\there", &"x".repeat(65)] {
+        let (line, message) = rejection(&format!("models = [\"process\"]\nname = {name:?}\n"));
+        assert_eq!(line, 2, "{name}: {message}");
+        assert!(message.contains("is invalid: use 1 to 64 ASCII letters"), "{name}: {message}");
+    }
+    let scenario = parse("models = [\"process\"]\nname = \"ci-gate_2.v1\"\n").unwrap();
+    assert_eq!(scenario.name, "ci-gate_2.v1");
+}
+
+#[test]
+fn default_name_is_folder_safe() {
+    assert_eq!(Scenario::default_name(Path::new("scenarios/quick.toml")), "quick");
+    assert_eq!(Scenario::default_name(Path::new("/tmp/my scenario.toml")), "my-scenario");
+    assert_eq!(Scenario::default_name(Path::new("/tmp/..toml")), "scenario");
+    assert_eq!(Scenario::default_name(Path::new("/tmp/.toml")), "scenario");
+}
