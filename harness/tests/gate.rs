@@ -7,10 +7,11 @@ use std::process::Command;
 
 use deploybench::runner::{self, RunOptions};
 
-fn scenario(folder: &Path, name: &str, ready_delay_ms: u64) -> PathBuf {
-    let path = folder.join(format!("{name}.toml"));
+/// Writes a scenario file; every file names the same scenario, so all runs compare.
+fn scenario(folder: &Path, file_name: &str, ready_delay_ms: u64) -> PathBuf {
+    let path = folder.join(format!("{file_name}.toml"));
     let text = format!(
-        "name = \"{name}\"\nmodels = [\"process\"]\n\
+        "name = \"gate\"\nmodels = [\"process\"]\n\
          [boot]\nrepetitions = 8\n\
          [memory]\nsettle_s = 0\n\
          [load]\nrate = 50\nduration_s = 1\nwarmup_s = 0\n\
@@ -34,13 +35,31 @@ async fn run(folder: &Path, scenario_path: PathBuf) -> PathBuf {
 
 /// Runs `deploybench compare` and returns its exit code and stdout.
 fn compare(baseline: &Path, run: &Path) -> (i32, String) {
+    let (code, stdout, _) = compare_output(baseline, run);
+    (code, stdout)
+}
+
+/// Runs `deploybench compare` and returns its exit code, stdout and stderr.
+fn compare_output(baseline: &Path, run: &Path) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_deploybench"))
         .args(["compare", "--baseline"])
         .arg(baseline)
         .arg(run)
         .output()
         .unwrap();
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+/// Copies a run folder and lets `change` edit its run.json and samples.csv.
+fn altered_copy(run: &Path, to: &Path, change: impl FnOnce(&mut serde_json::Value, &mut String)) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let mut samples = std::fs::read_to_string(run.join("samples.csv")).unwrap();
+    change(&mut meta, &mut samples);
+    std::fs::write(to.join("run.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+    std::fs::write(to.join("samples.csv"), samples).unwrap();
+    to.to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +103,35 @@ async fn slower_boot_fails_gate() {
     let (code, summary) = compare(&own, &first);
     assert_eq!(code, 0, "a run compared with itself must pass:\n{summary}");
     assert!(summary.contains("0 regressed"), "{summary}");
+
+    // Runs that cannot pass or fail the gate are errors, with the reason.
+    let incomplete = altered_copy(&first, &folder.path().join("incomplete"), |meta, _| {
+        meta["complete"] = false.into();
+        meta["incomplete_reason"] = "interrupted by SIGINT".into();
+    });
+    let (code, _, stderr) = compare_output(&baseline, &incomplete);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is incomplete (interrupted by SIGINT)"), "{stderr}");
+    let status = Command::new(env!("CARGO_BIN_EXE_deploybench"))
+        .args(["baseline", "save"])
+        .arg(&incomplete)
+        .arg("--output")
+        .arg(folder.path().join("from-incomplete.json"))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "a baseline from an incomplete run must be rejected");
+
+    let other = altered_copy(&first, &folder.path().join("other"), |meta, _| meta["scenario_name"] = "quick".into());
+    let (code, _, stderr) = compare_output(&baseline, &other);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("ran scenario \"quick\", but the baseline comes from scenario \"gate\""), "{stderr}");
+
+    let empty = altered_copy(&first, &folder.path().join("empty"), |_, samples| {
+        *samples = samples.lines().next().unwrap().to_string() + "\n";
+    });
+    let (code, _, stderr) = compare_output(&baseline, &empty);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("gated figure(s) of the baseline"), "{stderr}");
 
     // Every run appended its summaries to the history beside the runs folder.
     let history = std::fs::read_to_string(folder.path().join("history.csv")).unwrap();

@@ -18,6 +18,9 @@ pub struct Baseline {
     pub runs: Vec<String>,
     /// CPU model and count of the machine the runs came from.
     pub host: String,
+    /// Name of the scenario the runs ran; a run of another scenario is rejected.
+    #[serde(default)]
+    pub scenario: Option<String>,
     pub series: Vec<Series>,
 }
 
@@ -51,6 +54,24 @@ pub enum BaselineError {
     Format { path: PathBuf, found: u32 },
     #[error("no runs given: a baseline needs at least one run folder")]
     NoRuns,
+    #[error("run {path} is incomplete ({reason}); compare and baselines need complete runs, so rerun the scenario")]
+    Incomplete { path: PathBuf, reason: String },
+    #[error("run {path} ran scenario {found:?}, but the baseline comes from scenario {expected:?}; run {expected:?} to compare")]
+    OtherScenario { path: PathBuf, found: String, expected: String },
+    #[error("runs {first} and {other} ran different scenarios ({first_scenario:?} and {other_scenario:?}); a baseline needs runs of one scenario")]
+    MixedScenarios { first: PathBuf, other: PathBuf, first_scenario: String, other_scenario: String },
+    #[error("run {path} lacks {count} gated figure(s) of the baseline, such as {example}; it cannot pass or fail the gate")]
+    MissingFigures { path: PathBuf, count: usize, example: String },
+}
+
+/// Reads run.json of a run folder and rejects an incomplete run.
+pub(crate) fn complete_meta(run: &Path) -> Result<results::RunMeta, BaselineError> {
+    let meta = results::read_meta(run).map_err(|source| BaselineError::Run { path: run.to_path_buf(), source })?;
+    if !meta.complete {
+        let reason = meta.incomplete_reason.clone().unwrap_or_else(|| "no reason recorded".to_string());
+        return Err(BaselineError::Incomplete { path: run.to_path_buf(), reason });
+    }
+    Ok(meta)
 }
 
 /// Groups samples into series, adding the derived `boot_ratio_to_process` series.
@@ -102,9 +123,18 @@ impl Baseline {
     /// Builds a baseline from run folders.
     pub fn from_runs(runs: &[PathBuf]) -> Result<Baseline, BaselineError> {
         let first = runs.first().ok_or(BaselineError::NoRuns)?;
-        let meta = results::read_meta(first).map_err(|source| BaselineError::Run { path: first.clone(), source })?;
+        let meta = complete_meta(first)?;
         let mut series: Vec<Series> = Vec::new();
         for run in runs {
+            let other = complete_meta(run)?;
+            if other.scenario_name != meta.scenario_name {
+                return Err(BaselineError::MixedScenarios {
+                    first: first.clone(),
+                    other: run.clone(),
+                    first_scenario: meta.scenario_name,
+                    other_scenario: other.scenario_name,
+                });
+            }
             let samples = results::read_samples(run).map_err(|source| BaselineError::Run { path: run.clone(), source })?;
             for found in series_of(&samples) {
                 match series.iter_mut().find(|s| {
@@ -123,6 +153,7 @@ impl Baseline {
                 .map(|run| run.file_name().map_or_else(|| run.display().to_string(), |name| name.to_string_lossy().into_owned()))
                 .collect(),
             host: format!("{} x{}", meta.host.cpu_model, meta.host.cpu_count),
+            scenario: Some(meta.scenario_name),
             series,
         })
     }

@@ -141,7 +141,10 @@ fn decide(threshold: &Threshold, old: f64, new: f64, p: f64) -> (Verdict, String
     };
     let band = (old.abs() * threshold.percent / 100.0).max(threshold.floor);
     if worse_by.abs() <= band {
-        return (Verdict::Unchanged, format!("within ±{}% / {} of the baseline", threshold.percent, threshold.floor));
+        return (
+            Verdict::Unchanged,
+            format!("within the band of ±{}% or ±{}, whichever is wider", threshold.percent, threshold.floor),
+        );
     }
     if threshold.needs_significance && p >= policy::ALPHA {
         return (Verdict::Unchanged, format!("outside the band but not significant (p = {p:.3})"));
@@ -229,8 +232,17 @@ pub fn to_bencher_json(current: &[Series]) -> serde_json::Value {
 }
 
 /// Loads a baseline and a run folder and compares them.
+/// Rejects an incomplete run and a run of another scenario than the baseline's.
 pub fn compare_run(baseline_path: &Path, run: &Path) -> Result<(Comparison, Vec<Series>), BaselineError> {
     let baseline = Baseline::load(baseline_path)?;
+    let meta = baseline::complete_meta(run)?;
+    if let Some(expected) = baseline.scenario.as_ref().filter(|&expected| *expected != meta.scenario_name) {
+        return Err(BaselineError::OtherScenario {
+            path: run.to_path_buf(),
+            found: meta.scenario_name,
+            expected: expected.clone(),
+        });
+    }
     let samples = crate::results::read_samples(run)
         .map_err(|source| BaselineError::Run { path: run.to_path_buf(), source })?;
     let current = baseline::series_of(&samples);
@@ -252,6 +264,15 @@ pub fn run_compare(baseline: &Path, run: &Path, json: Option<&Path>) -> Result<b
     bytes.push(b'\n');
     crate::results::write_atomic(&json_path, &bytes)
         .map_err(|source| BaselineError::Write { path: json_path.clone(), source })?;
+    // A run without the gated figures can neither pass nor fail, so it is an error.
+    let missing: Vec<&Row> = comparison.rows.iter().filter(|row| row.current_n == 0 && row.baseline_n > 0).collect();
+    if let Some(first) = missing.first() {
+        return Err(BaselineError::MissingFigures {
+            path: run.to_path_buf(),
+            count: missing.len(),
+            example: format!("{} {} {}", first.model, first.metric, first.phase).trim_end().to_string(),
+        });
+    }
     let passed = comparison.regressions().next().is_none();
     Ok(passed)
 }
@@ -271,7 +292,14 @@ mod tests {
     }
 
     fn baseline(series: Vec<Series>) -> Baseline {
-        Baseline { format: 1, created_at: String::new(), runs: vec!["a".into()], host: String::new(), series }
+        Baseline {
+            format: 1,
+            created_at: String::new(),
+            runs: vec!["a".into()],
+            host: String::new(),
+            scenario: None,
+            series,
+        }
     }
 
     const STEADY: [f64; 10] = [300.0, 310.0, 305.0, 295.0, 320.0, 298.0, 302.0, 315.0, 308.0, 301.0];
