@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec cargo run --release --quiet -p deploybench -- run "${1:-scenarios/quick.toml}"
+exec cargo run --release -p deploybench -- run "${1:-scenarios/quick.toml}"

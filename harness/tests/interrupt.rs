@@ -113,7 +113,7 @@ async fn sigterm_during_shaped_pull() {
     // Wait until a pull runs shaped, then stop the run the way a service manager does.
     let started = Instant::now();
     let registry = loop {
-        if let Some(registry) = registry_child_of(child.id()) {
+        if let Some(registry) = child_named(child.id(), "docker-registry") {
             if loopback_qdiscs().contains("dbe1:") {
                 break registry;
             }
@@ -139,18 +139,56 @@ async fn sigterm_during_shaped_pull() {
     assert!(meta.incomplete_reason.unwrap_or_default().contains("SIGTERM"));
 }
 
-/// Finds the pid of the `docker-registry` process that `parent` started.
-fn registry_child_of(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (name, after_name) = stat.rsplit_once(')')?;
-        let parent_pid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
-        (parent_pid == parent && name.ends_with("(docker-registry")).then_some(pid)
-    })
-}
 
 fn loopback_qdiscs() -> String {
     let output = Command::new("tc").args(["qdisc", "show", "dev", "lo"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A harness killed with SIGKILL runs no cleanup; the kernel still ends the service
+/// process it started, because the child asked for a parent-death signal.
+#[test]
+fn sigkill_leaves_no_service_process() {
+    let folder = tempfile::tempdir().unwrap();
+    let scenario = folder.path().join("killed.toml");
+    std::fs::write(&scenario, "models = [\"process\"]\n[boot]\nrepetitions = 50\n[memory]\nsettle_s = 2\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .args(["run", "--quiet", "--output"])
+        .arg(folder.path().join("runs"))
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let service = loop {
+        if let Some(pid) = child_named(child.id(), "refservice") {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no service process within 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while Path::new(&format!("/proc/{service}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{service}/stat")).unwrap_or_default();
+        if state.contains(") Z ") {
+            break; // Exited; only the reaping by init remains.
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "service {service} outlived its killed harness");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finds the pid of a process named `name` that `parent` started.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (command, after_name) = stat.rsplit_once(')')?;
+        let parent_pid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+        (parent_pid == parent && command.ends_with(&format!("({name}"))).then_some(pid)
+    })
 }

@@ -145,11 +145,8 @@ fn escape_option(path: &Path) -> OsString {
 }
 
 /// Returns the command that starts the VM: stdout (the serial console) and stderr piped,
-/// and the process killed when the returned child is dropped or the harness dies.
-///
-/// NOTE: the kernel sends the parent-death SIGKILL when the *thread* that spawned QEMU
-/// exits. Spawn from an async task, whose runtime threads live as long as the runtime,
-/// not from `spawn_blocking`, whose idle threads exit after a few seconds.
+/// and the process killed when the returned child is dropped or the harness dies (see
+/// [`super::kill_with_parent`] for the thread it must be spawned from).
 pub fn command(spec: &VmSpec) -> Command {
     let mut command = Command::new(QEMU_SYSTEM);
     command
@@ -158,16 +155,7 @@ pub fn command(spec: &VmSpec) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // prctl(2), which is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    super::kill_with_parent(&mut command);
     command
 }
 

@@ -168,7 +168,7 @@ impl LoadReport {
     }
 
     /// Creates a report with no samples, for the given workload and target rate.
-    pub(super) fn empty(workload: Workload, target_rps: f64) -> Self {
+    pub(crate) fn empty(workload: Workload, target_rps: f64) -> Self {
         Self {
             workload,
             target_rps,

@@ -57,14 +57,17 @@ impl DeploymentModel for ProcessModel {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
 
         let origin = Instant::now();
-        let mut child = tokio::process::Command::new(binary)
+        let mut command = tokio::process::Command::new(binary);
+        command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--ready-delay-ms", &env.scenario.service.ready_delay.as_millis().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        // A harness killed with SIGKILL runs no drop, so the kernel ends the service.
+        crate::engine::kill_with_parent(&mut command);
+        let mut child = command.spawn()
             .map_err(|error| fail(format!("cannot spawn {}: {error}", binary.display())))?;
         let start = origin.elapsed();
         let pid = child.id().ok_or_else(|| fail("the process exited at once".to_string()))?;

@@ -31,11 +31,11 @@ pub async fn engine_context(docker: &Docker) -> Option<EngineContext> {
         storage_driver: info.driver.unwrap_or_default(),
         cgroup_driver: info
             .cgroup_driver
-            .map(|driver| format!("{driver:?}").to_lowercase())
+            .map(|driver| driver.to_string())
             .unwrap_or_default(),
         cgroup_version: info
             .cgroup_version
-            .map(|version| format!("{version:?}").to_lowercase())
+            .map(|version| version.to_string())
             .unwrap_or_default(),
     })
 }

@@ -229,7 +229,7 @@ async fn measure_repetition(
             .extend(checks);
     }
     let is_last = repetition + 1 == repetitions;
-    let measured = measure_instance(model, env, &instance, repetition, is_last, step).await;
+    let measured = measure_instance(model, env, &instance, repetition, is_last, step, shared).await;
     let stopped = model.stop(env, instance).await;
     // A failed stop does not undo a finished measurement.
     let samples = measured.map_err(|error| (Stage::Measure, error))?;
@@ -261,6 +261,7 @@ async fn measure_instance(
     repetition: u32,
     with_load: bool,
     step: &super::progress::Step,
+    shared: &Shared,
 ) -> Result<Vec<Sample>, ModelError> {
     let label = model.label();
     tokio::time::sleep(env.scenario.memory.settle).await;
@@ -330,6 +331,7 @@ async fn measure_instance(
     let cpu = after.cpu_time.saturating_sub(before.cpu_time);
     let requests_in_window = report.completed as f64 * wall.as_secs_f64() / report.measured.as_secs_f64().max(1e-9);
     samples.extend(load_samples(&label, &report));
+    shared.lock().expect("no code panics while holding the lock").checks.push(load_check(&label, &report));
     if requests_in_window > 0.0 {
         samples.push(Sample::new(
             &label,
@@ -393,6 +395,18 @@ async fn guest_memory_sample(handle: &crate::models::VmHandle, label: &str, repe
         "the guest reported no memory statistics; guest_used not recorded"
     );
     None
+}
+
+/// Records whether the load run measured the instance rather than the generator's
+/// limits: an invalid run's latency and CPU figures need the reasons beside them.
+fn load_check(label: &str, report: &LoadReport) -> CheckRecord {
+    let achieved = format!("achieved {:.1} of {:.1} req/s", report.achieved_rps, report.target_rps);
+    CheckRecord {
+        model: label.to_string(),
+        check: "open-loop load run valid".to_string(),
+        passed: report.valid,
+        detail: if report.valid { achieved } else { format!("{achieved}; {}", report.invalid_reasons.join("; ")) },
+    }
 }
 
 /// Latency percentiles, rates and errors of one load report.
@@ -474,6 +488,27 @@ pub fn with_overhead(mut samples: Vec<Sample>) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_check_carries_invalid_reasons() {
+        let workload = crate::load::Workload { arrival: crate::load::Arrival::Constant, connection_reuse: Default::default() };
+        let mut report = LoadReport::empty(workload, 200.0);
+        report.achieved_rps = 199.5;
+        let valid = load_check("distroless", &report);
+        assert!(valid.passed);
+        assert_eq!(valid.detail, "achieved 199.5 of 200.0 req/s");
+
+        report.achieved_rps = 183.1;
+        report.valid = false;
+        report.invalid_reasons = vec!["achieved 91.6% of the scheduled rate, below the 95% minimum".to_string()];
+        let invalid = load_check("function", &report);
+        assert!(!invalid.passed);
+        assert_eq!(invalid.model, "function");
+        assert_eq!(
+            invalid.detail,
+            "achieved 183.1 of 200.0 req/s; achieved 91.6% of the scheduled rate, below the 95% minimum"
+        );
+    }
 
     #[test]
     fn overhead_subtracts_process_median() {
