@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a measured failure (a model failed or the run was
 //! interrupted), 2 a usage or environment error.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,7 +32,8 @@ enum Command {
         /// Scenario file (TOML).
         #[arg(default_value = "scenarios/quick.toml")]
         scenario: PathBuf,
-        /// Folder that receives the run folder.
+        /// Folder that receives the run folder. The run also appends its medians to
+        /// history.csv in this folder's parent.
         #[arg(long, default_value = "results/runs")]
         output: PathBuf,
         /// Print plain progress lines instead of live bars.
@@ -101,11 +103,13 @@ enum BaselineCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
-        .init();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(filter) => filter,
+        Err(error) => return fail(2, &format!("invalid --log filter {:?}: {error}; try warn, info or debug", cli.log)),
+    };
+    // Colour codes only where a terminal shows them, never in a log file.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

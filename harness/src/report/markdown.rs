@@ -67,9 +67,14 @@ pub fn render(data: &RunData, plot_files: &PlotFiles) -> String {
             &function,
         );
     }
-    section(&mut out, "### Pull latency", &pull::table(data));
-    section(&mut out, "### Pull time against the 80% claim", &pull::claim(data));
-    section(&mut out, "### Deploy cycle", &pull::deploy_table(data));
+    // Pulls and deploys are optional steps, so a run without them gets no empty sections.
+    if !data.models_with(crate::measure::pull::METRIC).is_empty() {
+        section(&mut out, "### Pull latency", &pull::table(data));
+        section(&mut out, "### Pull time against the 80% claim", &pull::claim(data));
+    }
+    if !data.models_with(crate::measure::deploy::METRIC).is_empty() {
+        section(&mut out, "### Deploy cycle", &pull::deploy_table(data));
+    }
     if let Some(other) = tables::other(data) {
         section(&mut out, "### Other metrics", &other);
     }

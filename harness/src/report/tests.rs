@@ -457,6 +457,20 @@ fn memory_claim_converted_to_mib() {
 }
 
 #[test]
+fn report_omits_pull_sections_without_pulls() {
+    let folder = tempfile::tempdir().unwrap();
+    let with_pulls = synthetic_samples();
+    assert!(with_pulls.iter().any(|sample| sample.metric == "pull_ms"));
+    let without: Vec<Sample> = with_pulls.into_iter().filter(|sample| sample.metric != "pull_ms").collect();
+    write_run(folder.path(), &without, &synthetic_meta(true));
+    write_report(folder.path()).unwrap();
+    let report = report_text(folder.path());
+    assert!(!report.contains("### Pull latency"), "{report}");
+    assert!(!report.contains("### Pull time against the 80% claim"), "{report}");
+    assert!(report.contains("### Boot phases"), "{report}");
+}
+
+#[test]
 fn failed_repetitions_are_listed_with_step_and_reason() {
     let folder = tempfile::tempdir().unwrap();
     let mut meta = synthetic_meta(true);
