@@ -299,8 +299,12 @@ impl Scenario {
             line: span.map_or(1, |span| line_of(text, span.start)),
             message,
         };
-        let raw: raw::RawScenario =
-            toml::from_str(text).map_err(|error| invalid(error.span(), error.message().to_string()))?;
+        let deserializer = toml::Deserializer::new(text);
+        let raw: raw::RawScenario = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().clone();
+            let inner = error.into_inner();
+            invalid(inner.span(), keyed_message(&path, inner.message()))
+        })?;
         raw.validate(text, path)
             .map_err(|(span, message)| invalid(Some(span), message))
     }
@@ -326,6 +330,34 @@ impl Scenario {
         (1..=64).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    }
+}
+
+/// Prefixes a parse error with the key it concerns, such as `load.rate`, leaving out
+/// the internal segments of `toml::Spanned`. An unknown key is named by its table,
+/// since the message names the key itself. Multi-line messages become one line.
+fn keyed_message(path: &serde_path_to_error::Path, message: &str) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments: Vec<String> = Vec::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } if key.starts_with("$__") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => segments.push(key.clone()),
+            Segment::Seq { index } => match segments.last_mut() {
+                Some(last) => last.push_str(&format!("[{index}]")),
+                None => segments.push(format!("[{index}]")),
+            },
+            Segment::Unknown => {}
+        }
+    }
+    let message = message.trim().lines().map(str::trim).collect::<Vec<_>>().join(": ");
+    if message.starts_with("unknown field") {
+        segments.pop();
+    }
+    if segments.is_empty() {
+        message
+    } else {
+        format!("{}: {message}", segments.join("."))
     }
 }
 

@@ -546,3 +546,25 @@ fn default_name_is_folder_safe() {
     assert_eq!(Scenario::default_name(Path::new("/tmp/..toml")), "scenario");
     assert_eq!(Scenario::default_name(Path::new("/tmp/.toml")), "scenario");
 }
+
+#[test]
+fn type_errors_name_the_key() {
+    let cases = [
+        ("models = [\"process\"]\n[load]\nrate = \"fast\"\n", 3, "load.rate: invalid type: string \"fast\", expected f64"),
+        ("models = \"process\"\n", 1, "models: invalid type: string \"process\", expected a sequence"),
+        ("models = [\"process\"]\n[boot]\nrepetitions = 5.5\n", 3, "boot.repetitions: invalid type: floating point `5.5`, expected u32"),
+        (
+            "models = [\"process\"]\n[pull]\nprofiles = [{ name = \"x\", bandwidth_mbit = \"a\", delay_ms = 1 }]\n",
+            3,
+            "pull.profiles[0].bandwidth_mbit: invalid type: string \"a\", expected f64",
+        ),
+        ("models = [\"process\"\n", 2, "invalid array: expected `]`"),
+    ];
+    for (text, expected_line, expected_message) in cases {
+        let (line, message) = rejection(text);
+        assert_eq!(line, expected_line, "{text}");
+        assert_eq!(message, expected_message, "{text}");
+    }
+    let (_, message) = rejection("models = [\"process\"]\n[boot]\nrepetitionz = 5\n");
+    assert!(message.starts_with("boot: unknown field `repetitionz`, expected one of `repetitions`"), "{message}");
+}
