@@ -143,7 +143,7 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     meta.complete = meta.incomplete_reason.is_none();
     meta.finished_at = Some(chrono::Utc::now().to_rfc3339());
-    meta.models = collected.outcomes;
+    meta.models = with_unfinished_models(collected.outcomes, &scenario.models, meta.incomplete_reason.as_deref());
     meta.artifacts = collected.artifacts;
     meta.checks = collected.checks;
     meta.failures = collected.failures;
@@ -302,6 +302,28 @@ async fn measure_distribution(
     }
 }
 
+/// Adds an outcome for each scenario model that a stopped run never finished, so that
+/// the report lists it with the reason instead of leaving it out.
+fn with_unfinished_models(
+    mut outcomes: Vec<ModelOutcome>,
+    models: &[ModelKind],
+    incomplete_reason: Option<&str>,
+) -> Vec<ModelOutcome> {
+    let Some(reason) = incomplete_reason else { return outcomes };
+    for kind in models {
+        // Labels may carry a suffix, such as `vm (tcg)`.
+        let recorded = outcomes.iter().any(|outcome| outcome.model.split(' ').next() == Some(kind.name()));
+        if !recorded {
+            outcomes.push(ModelOutcome {
+                model: kind.name().to_string(),
+                status: "not finished".to_string(),
+                reason: format!("the run stopped first: {reason}"),
+            });
+        }
+    }
+    outcomes
+}
+
 fn record_outcome(shared: &Shared, model: &str, status: &str, reason: &str) {
     shared
         .lock()
@@ -333,5 +355,26 @@ async fn wait_for_interrupt() -> &'static str {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_run_lists_unfinished_models() {
+        let measured = ModelOutcome { model: "process".into(), status: "measured".into(), reason: String::new() };
+        let vm = ModelOutcome { model: "vm (tcg)".into(), status: "measured".into(), reason: String::new() };
+        let models = [ModelKind::Process, ModelKind::Vm, ModelKind::Distroless];
+
+        let complete = with_unfinished_models(vec![measured.clone()], &models, None);
+        assert_eq!(complete.len(), 1);
+
+        let stopped = with_unfinished_models(vec![measured, vm], &models, Some("interrupted by SIGTERM"));
+        assert_eq!(stopped.len(), 3);
+        assert_eq!(stopped[2].model, "distroless");
+        assert_eq!(stopped[2].status, "not finished");
+        assert_eq!(stopped[2].reason, "the run stopped first: interrupted by SIGTERM");
     }
 }
