@@ -167,11 +167,15 @@ async fn clean(images: bool) -> ExitCode {
     let containers = runner::remove_leftovers(&docker, &runner::progress::Progress::new(true)).await;
     let copies = deploybench::measure::pull::remove_leftover_images(&docker, None).await;
     let registries = deploybench::engine::registry::remove_leftover_registries(&std::env::temp_dir());
+    let vm_folders = deploybench::models::remove_leftover_vm_folders(&std::env::temp_dir());
     let shaping = match deploybench::engine::shaping::remove_leftover_shaping() {
         Ok(_) => "checked",
         Err(_) => "not checked (needs root)",
     };
-    println!("removed {containers} container(s), {copies} pulled image copies, {registries} registry folder(s); traffic shaping {shaping}");
+    println!(
+        "removed {containers} container(s), {copies} pulled image copies, {registries} registry folder(s), \
+         {vm_folders} VM folder(s); traffic shaping {shaping}"
+    );
     if images {
         match deploybench::engine::images::remove_managed_images(&docker).await {
             Ok(count) => println!("removed {count} image(s) built by deploybench"),

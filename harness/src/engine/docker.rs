@@ -30,11 +30,16 @@ pub fn owner_is_alive(value: &str) -> bool {
 }
 
 /// Field 22 of /proc/PID/stat: the process start time in clock ticks since boot.
+/// `None` also for a zombie, a process that has exited but is not reaped yet.
 fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, after_name) = stat.rsplit_once(')')?;
     // After the name, field 3 (state) has index 0, so field 22 has index 19.
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after_name.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,24 @@ pub async fn connect() -> Result<Docker, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zombie_owner_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Until it is reaped, the exited child stays a zombie with its /proc entry.
+        let started = std::time::Instant::now();
+        let stat = loop {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+            if stat.contains(") Z ") {
+                break stat;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "true did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let start_ticks = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap();
+        assert!(!owner_is_alive(&format!("{}:{start_ticks}", child.id())));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn own_owner_label_is_alive() {

@@ -490,10 +490,9 @@ fn create_folder(parent: &Path) -> Result<PathBuf, RegistryError> {
             source,
         })?
         .keep();
-    let owner = folder.join(OWNER_FILE);
-    fs::write(&owner, owner_label_value()).map_err(|source| RegistryError::Io {
+    write_owner_file(&folder).map_err(|source| RegistryError::Io {
         action: "write",
-        path: owner,
+        path: folder.join(OWNER_FILE),
         source,
     })?;
     Ok(folder)
@@ -544,29 +543,42 @@ async fn http_get(address: SocketAddr, path: &str, accept: Option<&str>) -> Resu
 /// which no longer runs left behind; returns how many folders it deleted. Registries
 /// of running harness processes are kept.
 pub fn remove_leftover_registries(parent: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(parent) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let folder = entry.path();
-        let is_ours = entry.file_name().to_string_lossy().starts_with(FOLDER_PREFIX) && folder.is_dir();
-        if !is_ours {
-            continue;
-        }
-        let owner = fs::read_to_string(folder.join(OWNER_FILE)).unwrap_or_default();
-        if owner_is_alive(owner.trim()) {
-            continue;
-        }
-        if let Some(pid) = leftover_registry_pid(&folder) {
+    remove_dead_owner_folders(parent, FOLDER_PREFIX, |folder| {
+        if let Some(pid) = leftover_registry_pid(folder) {
             // SAFETY: kill(2) on a pid whose command line names this folder's configuration.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+    })
+}
+
+/// Writes the owner label value of this process into `folder`, so that a later run
+/// can tell a leftover of a dead harness from a folder in use.
+pub fn write_owner_file(folder: &Path) -> io::Result<()> {
+    fs::write(folder.join(OWNER_FILE), owner_label_value())
+}
+
+/// Deletes the folders in `parent` whose name starts with `prefix` and whose owner file
+/// names a process that is gone, and returns how many it deleted. `before_delete` runs
+/// on each first. A folder without an owner file is kept, because its harness may be
+/// about to write one.
+pub fn remove_dead_owner_folders(parent: &Path, prefix: &str, mut before_delete: impl FnMut(&Path)) -> usize {
+    let Ok(entries) = fs::read_dir(parent) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let folder = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(prefix) || !folder.is_dir() {
+            continue;
+        }
+        let Ok(owner) = fs::read_to_string(folder.join(OWNER_FILE)) else { continue };
+        if owner_is_alive(owner.trim()) {
+            continue;
+        }
+        before_delete(&folder);
         match fs::remove_dir_all(&folder) {
             Ok(()) => removed += 1,
-            Err(error) => {
-                tracing::warn!(folder = %folder.display(), %error, "cannot delete a leftover registry folder")
-            }
+            Err(error) => tracing::warn!(folder = %folder.display(), %error, "cannot delete a leftover folder"),
         }
     }
     removed
@@ -679,5 +691,26 @@ mod tests {
         assert!(!dead.exists());
         assert!(alive.exists());
         assert!(unrelated.exists());
+    }
+
+    #[test]
+    fn owned_folders_need_owner_file() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = parent.path().join("deploybench-vm-dead");
+        fs::create_dir(&dead).unwrap();
+        fs::write(dead.join(OWNER_FILE), "4294967295:5").unwrap();
+        let mine = parent.path().join("deploybench-vm-mine");
+        fs::create_dir(&mine).unwrap();
+        write_owner_file(&mine).unwrap();
+        let unowned = parent.path().join("deploybench-vm-unowned");
+        fs::create_dir(&unowned).unwrap();
+
+        let mut seen = Vec::new();
+        let removed = remove_dead_owner_folders(parent.path(), "deploybench-vm-", |folder| seen.push(folder.to_path_buf()));
+        assert_eq!(removed, 1);
+        assert_eq!(seen, vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(mine.exists());
+        assert!(unowned.exists(), "a folder without an owner file may be in use");
     }
 }

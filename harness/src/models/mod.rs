@@ -21,7 +21,7 @@ pub use container::{ContainerFlavor, ContainerModel};
 pub(crate) use container::instance_config;
 pub use function::{measure_function_patterns, FunctionInstance, FunctionModel};
 pub use process::ProcessModel;
-pub use vm::{GuestMemory, VmHandle, VmModel};
+pub use vm::{remove_leftover_vm_folders, GuestMemory, VmHandle, VmModel};
 
 /// Context every model receives from the run that drives it.
 #[derive(Clone)]

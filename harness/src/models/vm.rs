@@ -264,6 +264,16 @@ impl Drop for OutputTail {
     }
 }
 
+/// Prefix of the temporary folder of each VM instance: its overlay disk, QMP socket
+/// and serial log.
+const VM_FOLDER_PREFIX: &str = "deploybench-vm-";
+
+/// Deletes VM folders in `parent` left by harness processes that are gone (QEMU dies
+/// with its harness); returns how many.
+pub fn remove_leftover_vm_folders(parent: &std::path::Path) -> usize {
+    crate::engine::registry::remove_dead_owner_folders(parent, VM_FOLDER_PREFIX, |_| {})
+}
+
 /// Asks the kernel for a free loopback port. Another program may take it before QEMU
 /// binds it; QEMU then exits with an error that the boot reports.
 fn free_port() -> std::io::Result<u16> {
@@ -348,9 +358,13 @@ impl DeploymentModel for VmModel {
         };
         let settings = &env.scenario.vm;
         let directory = tempfile::Builder::new()
-            .prefix("deploybench-vm-")
+            .prefix(VM_FOLDER_PREFIX)
             .tempdir()
             .map_err(|error| fail(format!("cannot create a temporary folder: {error}")))?;
+        // A harness killed with SIGKILL cannot delete the folder; the owner file lets the
+        // next run or `deploybench clean` do it.
+        crate::engine::registry::write_owner_file(directory.path())
+            .map_err(|error| fail(format!("cannot write the owner file of {}: {error}", directory.path().display())))?;
         let overlay = directory.path().join("overlay.qcow2");
         let qmp_socket = directory.path().join("qmp.sock");
         let port = free_port().map_err(|error| fail(format!("no free loopback port: {error}")))?;

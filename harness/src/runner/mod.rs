@@ -92,6 +92,7 @@ pub async fn run(options: &RunOptions) -> Result<RunOutcome, RunError> {
     // root there is nothing of ours to remove, so the error is ignored.
     let _ = crate::engine::shaping::remove_leftover_shaping();
     crate::engine::registry::remove_leftover_registries(&std::env::temp_dir());
+    crate::models::remove_leftover_vm_folders(&std::env::temp_dir());
     let mut meta = RunMeta {
         deploybench_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: context::git_revision(&options.workspace_root),
