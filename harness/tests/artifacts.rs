@@ -2,6 +2,8 @@
 //! import and a failing build. Each test prints a reason and returns early when the
 //! engine is unreachable. The fat image is left out because debootstrap takes a minute.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,7 +19,7 @@ use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use deploybench::artifacts::{self, build_service_binary, ArtifactCache, ImageArtifact, ServiceBinary, SERVICE_PORT};
-use deploybench::engine::docker::{connect, MANAGED_LABEL};
+use deploybench::engine::docker::MANAGED_LABEL;
 use deploybench::engine::images::{self, BaseImageConfig, ImageError};
 
 const MIB: u64 = 1024 * 1024;
@@ -33,16 +35,6 @@ const FORBIDDEN_PATHS: [&str; 8] = [
     "usr/bin/apt",
     "usr/bin/dpkg",
 ];
-
-async fn engine() -> Option<Docker> {
-    match connect().await {
-        Ok(docker) => Some(docker),
-        Err(error) => {
-            eprintln!("skipped: the Docker engine is unreachable: {error}");
-            None
-        }
-    }
-}
 
 fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -115,7 +107,7 @@ async fn exported_files(docker: &Docker, id: &str) -> BTreeMap<String, (u32, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_image_built_and_reused() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let binary = service_binary();
 
     let (first, first_messages, first_time) = ensure_distroless(&docker, &binary).await;
@@ -166,7 +158,7 @@ async fn distroless_image_built_and_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_container_becomes_healthy() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let (artifact, _, _) = ensure_distroless(&docker, &service_binary()).await;
     let id = create_container(&docker, &artifact.tag, &format!("deploybench-test-health-{}", unique_suffix())).await;
     docker.start_container(&id, None::<StartContainerOptions<String>>).await.unwrap();
@@ -216,7 +208,7 @@ fn get_health(port: u16) -> String {
 
 #[tokio::test]
 async fn rootfs_import_tags_image() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let directory = tempfile::tempdir().unwrap();
     let layer = directory.path().join("layer.tar");
     let mut builder = tar::Builder::new(Vec::new());
@@ -254,7 +246,7 @@ async fn rootfs_import_tags_image() {
 
 #[tokio::test]
 async fn build_stream_error_returned() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let mut builder = tar::Builder::new(Vec::new());
     let dockerfile = b"FROM scratch\nCOPY missing-file /missing-file\n";
     let mut header = tar::Header::new_gnu();

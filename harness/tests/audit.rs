@@ -1,6 +1,8 @@
 //! `deploybench audit` tells our two images apart: the distroless image passes every
 //! item, the fat image fails with the reasons that make it a legacy image.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -14,14 +16,7 @@ fn audit(image: &str) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_tells_images_apart() {
-    let docker = match deploybench::engine::docker::connect().await {
-        Ok(docker) => docker,
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            return;
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    };
+    let Some(docker) = common::engine().await else { return };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let binary = build_service_binary(workspace).unwrap();
     let cache = ArtifactCache::default_location();

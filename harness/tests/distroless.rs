@@ -1,6 +1,8 @@
 //! Boots the distroless model once on the real Docker engine and checks its figures
 //! and its hardening.
 
+mod common;
+
 use std::path::Path;
 
 use deploybench::artifacts::{build_service_binary, ArtifactCache};
@@ -18,21 +20,9 @@ cpus = 0.5
 memory_mib = 128
 "#;
 
-/// The engine, or `None` with a printed reason outside CI; in CI a missing engine fails.
-async fn engine() -> Option<bollard::Docker> {
-    match deploybench::engine::docker::connect().await {
-        Ok(docker) => Some(docker),
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            None
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_boots_hardened() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let scenario = Scenario::parse(SCENARIO, Path::new("distroless-test.toml")).unwrap();
     let env = ModelEnv {

@@ -6,7 +6,9 @@
 //! The test restarts the machine's Docker daemon, so it runs only as root and only when
 //! the engine runs no container at all: it never stops anyone else's work.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,30 +21,20 @@ static DAEMON: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SCENARIO: &str = "name = \"engine-restart\"\nmodels = [\"distroless\"]\n\
     [boot]\nrepetitions = 5\n[memory]\nsettle_s = 3\n[load]\nrate = 20\nduration_s = 1\nwarmup_s = 0\n";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Connects, or explains why the test cannot restart the engine here.
-async fn engine_to_restart() -> Result<Docker, String> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("restarting the Docker daemon needs root".to_string());
+/// Connects when this test may restart the engine; otherwise skips outside CI and
+/// fails in CI, with the reason.
+async fn engine_to_restart() -> Option<Docker> {
+    if !common::is_root() {
+        common::skip_outside_ci("restarting the Docker daemon needs root");
+        return None;
     }
-    let docker = deploybench::engine::docker::connect()
-        .await
-        .map_err(|error| error.to_string())?;
-    let running = docker
-        .list_containers::<String>(None)
-        .await
-        .map_err(|error| error.to_string())?;
+    let docker = common::engine().await?;
+    let running = docker.list_containers::<String>(None).await.unwrap();
     if !running.is_empty() {
-        return Err(format!(
-            "the engine runs {} container(s); a restart would stop them",
-            running.len()
-        ));
+        common::skip_outside_ci(&format!("the engine runs {} container(s); a restart would stop them", running.len()));
+        return None;
     }
-    Ok(docker)
+    Some(docker)
 }
 
 /// Stops the daemon with SIGTERM, as `systemctl restart` does, and waits for its exit.
@@ -69,7 +61,7 @@ fn stop_daemon() {
 /// Starts the daemon again with the project's setup script, which waits until it responds.
 fn start_daemon() {
     let status = Command::new("bash")
-        .arg(workspace().join("scripts/setup.sh"))
+        .arg(common::workspace().join("scripts/setup.sh"))
         .stdout(Stdio::null())
         .status()
         .expect("bash runs the setup script");
@@ -97,7 +89,7 @@ fn spawn_run(folder: &Path, runs: &Path, wait_s: Option<u64>) -> std::process::C
     std::fs::write(&scenario, SCENARIO).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_deploybench"));
     command
-        .current_dir(workspace())
+        .current_dir(common::workspace())
         .args(["run", "--quiet", "--output"])
         .arg(runs)
         .arg(&scenario);
@@ -133,14 +125,7 @@ async fn wait_for_idle_instance(docker: &Docker, repetition: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_gone_stops_run() {
     let _turn = DAEMON.lock().await;
-    let docker = match engine_to_restart().await {
-        Ok(docker) => docker,
-        Err(reason) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-        Err(reason) => panic!("CI must be able to restart its Docker daemon: {reason}"),
-    };
+    let Some(docker) = engine_to_restart().await else { return };
     let folder = tempfile::tempdir().unwrap();
     let runs = folder.path().join("runs");
     let child = spawn_run(folder.path(), &runs, Some(3));
@@ -197,14 +182,7 @@ async fn engine_gone_stops_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_restart_fails_one_repetition() {
     let _turn = DAEMON.lock().await;
-    let docker = match engine_to_restart().await {
-        Ok(docker) => docker,
-        Err(reason) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-        Err(reason) => panic!("CI must be able to restart its Docker daemon: {reason}"),
-    };
+    let Some(docker) = engine_to_restart().await else { return };
     let folder = tempfile::tempdir().unwrap();
     let runs = folder.path().join("runs");
     let child = spawn_run(folder.path(), &runs, None);

@@ -4,6 +4,8 @@
 //!
 //! The disk is a small tmpfs mounted for the test, so the test needs root.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,17 +47,16 @@ impl Drop for SmallDisk {
 fn run_on_small_disk(kib: u32) -> Option<(Option<i32>, String, PathBuf, SmallDisk)> {
     let disk = match SmallDisk::mount(kib) {
         Ok(disk) => disk,
-        Err(reason) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {reason}");
+        Err(reason) => {
+            common::skip_outside_ci(&reason);
             return None;
         }
-        Err(reason) => panic!("CI runs as root and can mount a tmpfs: {reason}"),
     };
     let scenario = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(scenario.path(), SCENARIO).unwrap();
     let runs = disk.path().join("runs");
     let output = Command::new(env!("CARGO_BIN_EXE_deploybench"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .current_dir(common::workspace())
         .args(["run", "--quiet", "--output"])
         .arg(&runs)
         .arg(scenario.path())

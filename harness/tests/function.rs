@@ -1,6 +1,8 @@
 //! Runs the function model on the real Docker engine: the first request starts a
 //! sandbox, the second finds it warm, and after the keep-warm window no sandbox is left.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -56,19 +58,6 @@ queue_limit = 1
 queue_timeout_s = 30
 "#;
 
-/// Connects to the engine. Outside CI an unreachable engine returns `None` with a printed
-/// reason, and in CI it fails the test.
-async fn engine() -> Option<bollard::Docker> {
-    match deploybench::engine::docker::connect().await {
-        Ok(docker) => Some(docker),
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            None
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    }
-}
-
 fn env(docker: &bollard::Docker, scenario: &str, test: &str) -> ModelEnv {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     ModelEnv {
@@ -102,7 +91,7 @@ fn values(samples: &[Sample], metric: &str, phase: &str) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_then_warm_then_zero() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let env = env(&docker, BOOT_SCENARIO, "boot");
     let binary = build_service_binary(&env.workspace_root).unwrap();
     let mut model = models::create(ModelKind::Function);
@@ -149,7 +138,7 @@ async fn cold_then_warm_then_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patterns_scale_out_and_back_to_zero() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let env = env(&docker, PATTERN_SCENARIO, "patterns");
     let binary = build_service_binary(&env.workspace_root).unwrap();
 

@@ -1,8 +1,10 @@
 //! A run interrupted with SIGINT stops its instances, leaves no container behind, and
 //! still writes its partial results, marked incomplete.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bollard::container::ListContainersOptions;
@@ -12,28 +14,10 @@ const SCENARIO: &str = "name = \"interrupted\"\nmodels = [\"distroless\"]\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_leaves_nothing_behind() {
-    let docker = match deploybench::engine::docker::connect().await {
-        Ok(docker) => docker,
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            return;
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    };
+    let Some(docker) = common::engine().await else { return };
     let folder = tempfile::tempdir().unwrap();
-    let scenario = folder.path().join("interrupted.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
     let runs = folder.path().join("runs");
-
-    let child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .args(["run", "--quiet", "--output"])
-        .arg(&runs)
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(folder.path(), SCENARIO, &[]);
 
     // Wait until the run has a container of its own, then interrupt it mid-boot.
     let owner = owner_of(child.id());
@@ -71,6 +55,19 @@ async fn sigint_leaves_nothing_behind() {
     assert!(report.to_lowercase().contains("incomplete"), "the report must say the run is incomplete");
 }
 
+/// Starts `deploybench run --quiet` on `scenario` with its runs under `folder/runs`
+/// and stderr piped, adding the `environment` variables.
+fn spawn_run(folder: &Path, scenario: &str, environment: &[(&str, &Path)]) -> Child {
+    let path = folder.join("scenario.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deploybench"));
+    command.current_dir(common::workspace()).args(["run", "--quiet", "--output"]).arg(folder.join("runs")).arg(&path);
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 /// The owner label value of a running process, as the harness writes it.
 fn owner_of(pid: u32) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -86,34 +83,21 @@ const PULL_SCENARIO: &str = "name = \"interrupted-pull\"\nmodels = [\"distroless
 /// the qdisc leaves the loopback device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_shaped_pull() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || deploybench::engine::docker::connect().await.is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root with the Docker engine");
-        eprintln!("skipped: shaping needs root and the pulls need the Docker engine");
+    if !common::is_root() {
+        common::skip_outside_ci("shaping needs root");
         return;
     }
+    let Some(_docker) = common::engine().await else { return };
     let folder = tempfile::tempdir().unwrap();
-    let scenario = folder.path().join("interrupted-pull.toml");
-    std::fs::write(&scenario, PULL_SCENARIO).unwrap();
     let runs = folder.path().join("runs");
     let temp = folder.path().join("tmp");
     std::fs::create_dir(&temp).unwrap();
-
-    let child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .env("TMPDIR", &temp)
-        .args(["run", "--quiet", "--output"])
-        .arg(&runs)
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(folder.path(), PULL_SCENARIO, &[("TMPDIR", temp.as_path())]);
 
     // Wait until a pull runs shaped, then stop the run the way a service manager does.
     let started = Instant::now();
     let registry = loop {
-        if let Some(registry) = child_named(child.id(), "docker-registry") {
+        if let Some(registry) = common::child_named(child.id(), "docker-registry") {
             if loopback_qdiscs().contains("dbe1:") {
                 break registry;
             }
@@ -139,7 +123,6 @@ async fn sigterm_during_shaped_pull() {
     assert!(meta.incomplete_reason.unwrap_or_default().contains("SIGTERM"));
 }
 
-
 fn loopback_qdiscs() -> String {
     let output = Command::new("tc").args(["qdisc", "show", "dev", "lo"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -150,20 +133,11 @@ fn loopback_qdiscs() -> String {
 #[test]
 fn sigkill_leaves_no_service_process() {
     let folder = tempfile::tempdir().unwrap();
-    let scenario = folder.path().join("killed.toml");
-    std::fs::write(&scenario, "models = [\"process\"]\n[boot]\nrepetitions = 50\n[memory]\nsettle_s = 2\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deploybench"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .args(["run", "--quiet", "--output"])
-        .arg(folder.path().join("runs"))
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let scenario = "models = [\"process\"]\n[boot]\nrepetitions = 50\n[memory]\nsettle_s = 2\n";
+    let mut child = spawn_run(folder.path(), scenario, &[]);
     let started = Instant::now();
     let service = loop {
-        if let Some(pid) = child_named(child.id(), "refservice") {
+        if let Some(pid) = common::child_named(child.id(), "refservice") {
             break pid;
         }
         assert!(started.elapsed() < Duration::from_secs(300), "no service process within 300 s");
@@ -182,13 +156,3 @@ fn sigkill_leaves_no_service_process() {
     }
 }
 
-/// Finds the pid of a process named `name` that `parent` started.
-fn child_named(parent: u32, name: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (command, after_name) = stat.rsplit_once(')')?;
-        let parent_pid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
-        (parent_pid == parent && command.ends_with(&format!("({name}"))).then_some(pid)
-    })
-}

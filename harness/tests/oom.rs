@@ -1,6 +1,8 @@
 //! An instance killed for exceeding its memory limit is reported as such, not as an
 //! unexplained accounting failure.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -25,14 +27,7 @@ async fn get(address: SocketAddr, path: &str) -> Result<u16, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limit_kill_reported() {
-    let docker = match deploybench::engine::docker::connect().await {
-        Ok(docker) => docker,
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            return;
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    };
+    let Some(docker) = common::engine().await else { return };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let env = ModelEnv {
         scenario: Scenario::parse(SCENARIO, Path::new("oom.toml")).unwrap(),

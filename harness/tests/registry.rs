@@ -1,6 +1,8 @@
 //! The local registry, image push and pull through it, link shaping on the loopback,
 //! and one short pull and deploy-cycle measurement, on the real engine and kernel.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,19 +20,6 @@ use deploybench::scenario::{ContainerLimits, DeploySettings, LinkProfile, ModelK
 
 /// Serializes the tests that change the loopback's qdisc, since `lo` has one root qdisc.
 static SHAPING: Mutex<()> = Mutex::new(());
-
-/// Connects to the engine. Outside CI an unreachable engine returns `None` and prints
-/// why, and in CI it fails the test.
-async fn engine() -> Option<bollard::Docker> {
-    match deploybench::engine::docker::connect().await {
-        Ok(docker) => Some(docker),
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {error}");
-            None
-        }
-        Err(error) => panic!("CI needs the Docker engine: {error}"),
-    }
-}
 
 /// Returns true when tc shaping works here. Outside CI a missing prerequisite returns
 /// false and prints why, and in CI it fails the test.
@@ -80,7 +69,7 @@ fn refused(address: std::net::SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_image_push_pull_round_trip() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let registry = LocalRegistry::start().await.unwrap();
     let address = registry.address();
     let folder = registry.folder().to_path_buf();
@@ -117,7 +106,7 @@ async fn tiny_image_push_pull_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_run_images_removed() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let run_id = format!("leftover-test-{nanos}");
     let mut image_labels = labels();
@@ -258,7 +247,7 @@ fn leftover_qdisc_removed() {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_pull_measured() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let binary = tokio::task::spawn_blocking(move || build_service_binary(&workspace)).await.unwrap().unwrap();
     let settings = PullSettings {
@@ -309,7 +298,7 @@ async fn distroless_pull_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_deploy_cycle_measured() {
-    let Some(docker) = engine().await else { return };
+    let Some(docker) = common::engine().await else { return };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let binary = tokio::task::spawn_blocking(move || build_service_binary(&workspace)).await.unwrap().unwrap();
     let samples = deploy::measure_deploy_cycle(
